@@ -1,0 +1,5 @@
+import sys
+
+from p2pfl.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,298 @@
+"""Scenario configuration: frozen dataclasses, loaded from TOML at the CLI edge.
+
+A scenario file has one table per section below; every key is optional and
+defaults to the embedded default scenario (``Scenario()``: digits, 16 nodes on a
+random 4-regular graph, 3 sign-flipping Byzantine nodes, coordinate-wise median).
+Unknown keys and wrong types raise :class:`~p2pfl.errors.ConfigError` naming the
+key (``aggregator.nmae: unknown key; valid keys: f, name, params, pre``).
+
+Registry-backed choices (``data.source``, ``model.name``, ``aggregator.name``,
+``byzantine.attack``, ...) carry a ``params`` table checked against the chosen
+function's keyword-only parameters when the experiment is built.
+
+Overrides from the command line (``--set aggregator.name=krum``) are applied to
+the raw table before it is checked; the value is parsed as a TOML value, falling
+back to a plain string (``--set model.params.hidden=[32,32]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from p2pfl.errors import ConfigError
+from p2pfl.typecheck import coerce
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to run: name, seed, number of rounds, evaluation cadence."""
+
+    name: str = "default"
+    seed: int = 0
+    rounds: int = 40
+    eval_every: int = 2
+
+    def __post_init__(self) -> None:
+        _positive("run.rounds", self.rounds)
+        _positive("run.eval_every", self.eval_every)
+        if self.seed < 0:
+            raise ConfigError(f"run.seed: must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The dataset, its held-out test split and how it is partitioned across nodes."""
+
+    source: str = "digits"
+    params: dict[str, Any] = field(default_factory=dict)
+    test_fraction: float = 0.2
+    partition: str = "iid"
+    partition_params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.test_fraction < 1.0:
+            raise ConfigError(f"data.test_fraction: must be in (0, 1), got {self.test_fraction}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model: a registered name or ``package.module:factory``, its parameters, initial weights."""
+
+    name: str = "mlp"
+    params: dict[str, Any] = field(default_factory=lambda: {"hidden": [64]})
+    init: str = ""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Local SGD run by every node between two communication rounds."""
+
+    local_steps: int = 5
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("training.local_steps", self.local_steps)
+        _positive("training.batch_size", self.batch_size)
+        if not self.lr > 0:
+            raise ConfigError(f"training.lr: must be > 0, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"training.momentum: must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"training.weight_decay: must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class TopologyConfig:
+    """The communication graph: a builder (``kind``, ``n``, ``params``) or a topology ``file``."""
+
+    kind: str = "random_regular"
+    n: int = 16
+    params: dict[str, Any] = field(default_factory=lambda: {"degree": 4})
+    file: str = ""
+    mixing: Literal["metropolis", "uniform"] = "metropolis"
+
+    def __post_init__(self) -> None:
+        _positive("topology.n", self.n)
+
+
+@dataclass(frozen=True)
+class ByzantineConfig:
+    """Which nodes are Byzantine, where they sit, and what they send.
+
+    ``nodes`` (explicit ids) wins over ``count`` + ``placement``; a topology file's
+    own Byzantine set wins over both. ``knowledge`` is what a vector attack may use:
+    ``local``, the vectors its node received this round (what a real process sees),
+    or ``omniscient``, every honest vector (simulator only).
+    """
+
+    count: int = 3
+    nodes: list[int] | None = None
+    placement: str = "random"
+    placement_params: dict[str, Any] = field(default_factory=dict)
+    attack: str = "sign_flip"
+    params: dict[str, Any] = field(default_factory=dict)
+    knowledge: Literal["local", "omniscient"] = "local"
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ConfigError(f"byzantine.count: must be >= 0, got {self.count}")
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    """The robust rule each honest node applies to its own and its neighbours' vectors.
+
+    ``f`` is the number of Byzantine inputs each node's rule tolerates: an integer,
+    or ``"auto"`` for each node's actual number of Byzantine neighbours (an oracle
+    value, for experiments).
+    """
+
+    name: str = "median"
+    f: int | Literal["auto"] = 1
+    params: dict[str, Any] = field(default_factory=dict)
+    pre: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.f, int) and self.f < 0:
+            raise ConfigError(f"aggregator.f: must be >= 0 or 'auto', got {self.f}")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Networked runs (``p2pfl node`` / ``p2pfl launch``): deadlines and limits."""
+
+    host: str = "127.0.0.1"
+    round_timeout: float = 10.0
+    hello_timeout: float = 30.0
+    max_message_mb: float = 256.0
+    checkpoint_every: int = 0
+    insecure: bool = False
+
+    def __post_init__(self) -> None:
+        for key in ("round_timeout", "hello_timeout", "max_message_mb"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"network.{key}: must be > 0, got {getattr(self, key)}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"network.checkpoint_every: must be >= 0, got {self.checkpoint_every}")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A complete experiment. ``Scenario()`` is the embedded default."""
+
+    run: RunConfig = field(default_factory=RunConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+    byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
+    aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    # Directory that relative paths in the scenario are resolved against.
+    base_dir: str = field(default=".", compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved scenario as plain data (the inverse of :func:`scenario_from_dict`)."""
+        out = dataclasses.asdict(self)
+        out.pop("base_dir")
+        return out
+
+    def resolve_path(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+
+T = TypeVar("T")
+
+
+def _positive(key: str, value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"{key}: must be >= 1, got {value}")
+
+
+def _from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T:
+    """Build dataclass ``cls`` from ``data``, checking every key and type."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a table, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "base_dir"}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        label = f"{where}.{key}" if where else key
+        if key not in fields:
+            valid = ", ".join(sorted(fields))
+            kind = "section" if not where else "key"
+            raise ConfigError(f"{label}: unknown {kind}; valid {kind}s: {valid}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            kwargs[key] = _from_mapping(hint, value, label)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = coerce(value, hint, label)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # pragma: no cover - guarded by the key check above
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def scenario_from_dict(data: Mapping[str, Any], base_dir: str | Path = ".") -> Scenario:
+    """Build a :class:`Scenario` from plain data (a parsed TOML document)."""
+    scenario = _from_mapping(Scenario, data, "")
+    return dataclasses.replace(scenario, base_dir=str(base_dir))
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``section.key=value`` into a key path and a TOML-parsed value."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    path = key.split(".")
+    if any(not part for part in path):
+        raise ConfigError(f"--set {text!r}: empty name in key path {key!r}")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string
+    return path, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``section.key=value`` override applied."""
+    out = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = out
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                where = ".".join(path[: i + 1])
+                raise ConfigError(f"--set {text!r}: {where} is a value, not a table")
+            node = child
+        node[path[-1]] = value
+    return out
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file; a missing or malformed file is a ConfigError naming it."""
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such scenario file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a scenario file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+
+
+def load_scenario(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Scenario:
+    """Load a scenario file (or the embedded default when ``path`` is None) with overrides."""
+    if path is None:
+        data: dict[str, Any] = {}
+        base = Path.cwd()
+    else:
+        data = read_toml(path)
+        base = Path(path).resolve().parent
+    return scenario_from_dict(apply_overrides(data, overrides), base_dir=base)

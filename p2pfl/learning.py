@@ -1,0 +1,160 @@
+"""Local training and evaluation as pure functions of flat parameter vectors.
+
+Written once, vectorized over nodes with ``torch.func``: the simulator calls them
+with every node's parameters stacked in an ``(N, d)`` tensor, a node process with
+a batch of one. The numbers agree because the minibatches come from
+:func:`p2pfl.seeding.batch_indices` and every per-node computation is independent
+of the others in the batch.
+
+Local SGD (Lian et al. 2017, decentralized SGD; Koloskova et al. 2020 local steps):
+for ``E`` steps, ``g = grad L(x; batch)``, ``g += wd * x`` on trainable
+coordinates, ``m = mu * m + g``, ``x = x - lr * m`` (plain SGD when ``mu = 0``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad_and_value, vmap
+
+from p2pfl.params import ParamLayout
+from p2pfl.seeding import batch_indices
+
+
+@dataclass(frozen=True)
+class LocalData:
+    """Every node's training shard, concatenated: node k owns rows ``offsets[k]:offsets[k]+sizes[k]``."""
+
+    x: torch.Tensor  # (total, *input_shape) float32
+    y: torch.Tensor  # (total,) int64
+    offsets: torch.Tensor  # (N,) int64
+    sizes: torch.Tensor  # (N,) int64
+
+    @classmethod
+    def from_shards(cls, shards: list[tuple[torch.Tensor, torch.Tensor]]) -> LocalData:
+        sizes = torch.tensor([len(y) for _, y in shards], dtype=torch.int64)
+        if len(shards) == 0 or int(sizes.min()) < 1:
+            raise ValueError("every node needs at least one training sample")
+        offsets = torch.cumsum(sizes, 0) - sizes
+        x = torch.cat([x for x, _ in shards])
+        y = torch.cat([y for _, y in shards])
+        return cls(x, y, offsets, sizes)
+
+    def select(self, nodes: torch.Tensor) -> LocalData:
+        """The shards of ``nodes`` only (what a single node process holds)."""
+        parts = [
+            (self.x[o : o + s], self.y[o : o + s])
+            for o, s in zip(self.offsets[nodes].tolist(), self.sizes[nodes].tolist())
+        ]
+        return LocalData.from_shards(parts)
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    local_steps: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+
+
+class FunctionalModel:
+    """A model's forward pass and loss as functions of a flat parameter vector."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.module = model
+        self.layout = ParamLayout.of(model)
+        self.trainable = self.layout.trainable_mask.to(torch.float32)
+        self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.layout.slots]
+        self._grad_loss = vmap(grad_and_value(self._loss))
+        self._batched_forward = vmap(self.forward, in_dims=(0, None))
+
+    def state(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {name: flat[o : o + n].view(shape) for name, o, n, shape in self._slots}
+
+    def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self.module, self.state(flat), (x,))
+
+    def _loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.forward(flat, x), y)
+
+    def grads(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``."""
+        g, loss = self._grad_loss(params, x, y)
+        return g, loss
+
+    def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)``."""
+        return self._batched_forward(params, x)
+
+
+def local_steps(
+    fmodel: FunctionalModel,
+    params: torch.Tensor,
+    momentum: torch.Tensor | None,
+    data: LocalData,
+    nodes: torch.Tensor,
+    spec: TrainingSpec,
+    seed: int,
+    round_: int,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Run ``spec.local_steps`` SGD steps for every node at once.
+
+    ``params`` is ``(N, d)``; ``nodes`` holds the global ids of its rows (they
+    select the minibatch streams); ``data`` holds the same nodes' shards, in the
+    same order. Returns new parameters, new momentum buffers and the mean loss
+    over the steps ``(N,)``. Inputs are not modified.
+    """
+    x = params.clone()
+    buf = momentum.clone() if momentum is not None else None
+    mask = fmodel.trainable
+    total_loss = torch.zeros(x.shape[0])
+    with torch.no_grad():
+        for step in range(spec.local_steps):
+            idx = batch_indices(seed, nodes, round_, step, spec.batch_size, data.sizes)
+            idx = idx + data.offsets.reshape(-1, 1)
+            g, loss = fmodel.grads(x, data.x[idx], data.y[idx])
+            g = g * mask
+            if spec.weight_decay:
+                g = g + spec.weight_decay * x * mask
+            if buf is not None and spec.momentum:
+                buf.mul_(spec.momentum).add_(g)
+                g = buf
+            x = x - spec.lr * g
+            total_loss += loss
+    return x, buf, total_loss / spec.local_steps
+
+
+def evaluate(
+    fmodel: FunctionalModel,
+    params: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    chunk: int = 128,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy ``(N,)`` and mean cross-entropy ``(N,)`` of every row of ``params`` on ``(x, y)``."""
+    accs, losses = [], []
+    with torch.no_grad():
+        for start in range(0, params.shape[0], chunk):
+            logits = fmodel.logits(params[start : start + chunk], x)
+            accs.append((logits.argmax(-1) == y).float().mean(-1))
+            flat = logits.reshape(-1, logits.shape[-1])
+            ce = F.cross_entropy(flat, y.repeat(logits.shape[0]), reduction="none")
+            losses.append(ce.reshape(logits.shape[0], -1).mean(-1))
+    return torch.cat(accs), torch.cat(losses)
+
+
+def predictions(
+    fmodel: FunctionalModel, params: torch.Tensor, x: torch.Tensor, chunk: int = 128
+) -> torch.Tensor:
+    """``(N, T)`` predicted classes of every row of ``params`` on ``x``."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, params.shape[0], chunk):
+            out.append(fmodel.logits(params[start : start + chunk], x).argmax(-1))
+    return torch.cat(out)
