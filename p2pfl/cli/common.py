@@ -1,0 +1,88 @@
+"""Pieces shared by the commands: scenario arguments, output directories, result tables."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from p2pfl.config import Scenario, load_scenario
+from p2pfl.errors import ConfigError
+
+
+def add_scenario_arguments(parser: argparse.ArgumentParser, optional: bool = True) -> None:
+    parser.add_argument(
+        "scenario",
+        nargs="?" if optional else None,
+        default=None,
+        help="scenario TOML file (default: the embedded default scenario)"
+        if optional
+        else "scenario TOML file",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one scenario value (repeatable), e.g. --set aggregator.name=krum",
+    )
+
+
+def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    return load_scenario(args.scenario, args.overrides)
+
+
+def output_dir(requested: str | None, scenario: Scenario, command: str) -> Path:
+    """The run directory: ``--out`` if given, else ``runs/<command>-<name>-<time>``."""
+    if requested:
+        out = Path(requested)
+    else:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{command}-{scenario.run.name}-{stamp}"
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create directory: {exc.strerror}") from None
+    return out
+
+
+def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None) -> None:
+    """The end-of-run table: final honest accuracy, per-round history (thinned), outputs."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    hist: Sequence[Mapping[str, Any]] = summary["history"]
+    table = Table(title=title)
+    for col in ("round", "honest acc mean", "min", "max", "train loss", "consensus dist"):
+        table.add_column(col, justify="right")
+    step = max(1, len(hist) // 10)
+    shown = list(hist[::step])
+    if shown[-1] is not hist[-1]:
+        shown.append(hist[-1])
+    for h in shown:
+        table.add_row(
+            str(h["round"]),
+            f"{h['honest_accuracy_mean']:.4f}",
+            f"{h['honest_accuracy_min']:.4f}",
+            f"{h['honest_accuracy_max']:.4f}",
+            _fmt(h.get("honest_train_loss")),
+            _fmt(h.get("consensus_distance")),
+        )
+    console.print(table)
+    console.print(
+        f"final honest accuracy: mean [bold]{summary['honest_accuracy_mean']:.4f}[/bold], "
+        f"min {summary['honest_accuracy_min']:.4f} after {summary['rounds']} rounds "
+        f"in {summary['wall_seconds']:.1f} s"
+    )
+    if out is not None:
+        console.print(f"outputs: {out}")
+
+
+def _fmt(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.4g}"

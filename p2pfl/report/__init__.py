@@ -1,0 +1,26 @@
+"""Run outputs shared by ``sim``, ``launch``, ``report`` and ``sweep``.
+
+A run directory holds ``metrics.jsonl`` (one JSON object per node per evaluation
+round), ``summary.json`` and plots. Every command writes the same record format,
+so :func:`summarize_records` and :func:`plot_accuracy` serve them all.
+"""
+
+from p2pfl.report.outputs import (
+    NodeRecord,
+    read_metrics,
+    round_summaries,
+    summarize_records,
+    write_json,
+    write_metrics,
+)
+from p2pfl.report.plots import plot_accuracy
+
+__all__ = [
+    "NodeRecord",
+    "plot_accuracy",
+    "read_metrics",
+    "round_summaries",
+    "summarize_records",
+    "write_json",
+    "write_metrics",
+]

@@ -1,0 +1,129 @@
+"""Metrics records, run summaries, and their files."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from p2pfl.errors import ConfigError
+
+
+class NodeRecord(TypedDict):
+    """One line of ``metrics.jsonl``: one node after one evaluation round."""
+
+    round: int
+    node: int
+    byzantine: bool
+    accuracy: float
+    test_loss: float
+    train_loss: float
+    distance_to_mean: float
+
+
+_REQUIRED = ("round", "node", "byzantine", "accuracy")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN; null reads back unambiguously
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(data), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, p)
+
+
+def write_metrics(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    with tmp.open("w") as fh:
+        for rec in records:
+            fh.write(json.dumps(_clean(rec)) + "\n")
+    os.replace(tmp, p)
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """Read a ``metrics.jsonl``; a malformed line is a ConfigError naming file and line."""
+    p = Path(path)
+    out = []
+    try:
+        lines = p.read_text().splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such metrics file") from None
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}:{lineno}: not JSON: {exc.msg}") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in _REQUIRED):
+            raise ConfigError(f"{p}:{lineno}: a metrics record needs keys {', '.join(_REQUIRED)}")
+        out.append(rec)
+    return out
+
+
+def round_summaries(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per evaluation round: honest accuracy mean/min/max and mean losses, sorted by round."""
+    by_round: dict[int, list[Mapping[str, Any]]] = {}
+    for rec in records:
+        if not rec["byzantine"]:
+            by_round.setdefault(int(rec["round"]), []).append(rec)
+    out = []
+    for r in sorted(by_round):
+        rows = by_round[r]
+        acc = [float(x["accuracy"]) for x in rows]
+        entry: dict[str, Any] = {
+            "round": r,
+            "nodes": len(rows),
+            "honest_accuracy_mean": sum(acc) / len(acc),
+            "honest_accuracy_min": min(acc),
+            "honest_accuracy_max": max(acc),
+        }
+        for key in ("train_loss", "test_loss", "distance_to_mean"):
+            vals = [float(x[key]) for x in rows if x.get(key) is not None]
+            if vals:
+                entry[f"honest_{key}"] = sum(vals) / len(vals)
+        if "honest_distance_to_mean" in entry:
+            entry["consensus_distance"] = entry.pop("honest_distance_to_mean")
+        out.append(entry)
+    return out
+
+
+def summarize_records(
+    records: Sequence[Mapping[str, Any]],
+    scenario: Mapping[str, Any],
+    wall_seconds: float,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``summary.json`` content: final honest accuracy, history, the resolved scenario."""
+    history = round_summaries(records)
+    if not history:
+        raise ConfigError("no evaluation records from honest nodes: nothing to summarize")
+    last = history[-1]
+    summary: dict[str, Any] = {
+        "honest_accuracy_mean": last["honest_accuracy_mean"],
+        "honest_accuracy_min": last["honest_accuracy_min"],
+        "honest_accuracy_max": last["honest_accuracy_max"],
+        "best_honest_accuracy_mean": max(h["honest_accuracy_mean"] for h in history),
+        "consensus_distance": last.get("consensus_distance"),
+        "rounds": last["round"],
+        "wall_seconds": wall_seconds,
+    }
+    if extra:
+        summary.update(extra)
+    summary["history"] = history
+    summary["scenario"] = dict(scenario)
+    return summary

@@ -1,0 +1,91 @@
+"""Static routing of one simulated round, computed once per run.
+
+Every node's parameters are a row of one ``(N, d)`` tensor. The vectors on the
+wire in a round form a *message table*: rows ``0..N-1`` are what each node would
+send honestly, followed by one row per (vector attacker, target) pair. Each node
+that aggregates with the rule reads its inputs from the table through an index
+``(m,)``, so a whole group of nodes with the same number of inputs ``m`` and the
+same ``f`` is gathered and aggregated in one batched call: the hot path loops
+over groups, never over nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from p2pfl.experiment import Experiment
+from p2pfl.rounds import hood_weights
+
+
+@dataclass(frozen=True)
+class AggregationGroup:
+    nodes: torch.Tensor  # (G,) node ids
+    inputs: torch.Tensor  # (G, m) message-table rows, in sender-id order
+    weights: torch.Tensor  # (G, m + 1) float32, self first
+    f: int
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    groups: list[AggregationGroup]
+    attackers: list[int]  # vector attackers, in row-block order
+    attacker_targets: dict[int, list[int]]
+    attacker_rows: dict[int, int]  # first extra table row of each attacker
+    extra_rows: int
+    byzantine_nodes: torch.Tensor  # (B,) ids of nodes that do not follow the protocol
+    byzantine_mixing: torch.Tensor  # (B, N) row-normalized: own + honest neighbours
+
+
+def make_plan(exp: Experiment, max_group_bytes: int = 256 << 20) -> RoundPlan:
+    n = exp.n
+    attackers = exp.vector_attackers
+    targets: dict[int, list[int]] = {b: exp.neighbours(b) for b in attackers}
+    rows: dict[int, int] = {}
+    next_row = n
+    for b in attackers:
+        rows[b] = next_row
+        next_row += len(targets[b])
+    attacker_set = set(attackers)
+    silent = exp.silent
+
+    keyed: dict[tuple[int, int], list[tuple[int, list[int], torch.Tensor]]] = {}
+    for i in sorted(exp.follows_protocol):
+        senders = [j for j in exp.neighbours(i) if j not in silent]
+        idx = [rows[j] + targets[j].index(i) if j in attacker_set else j for j in senders]
+        w = hood_weights(exp.mixing, i, senders)
+        keyed.setdefault((len(senders), int(exp.f_per_node[i])), []).append((i, idx, w))
+
+    d = exp.initial.numel()
+    groups = []
+    for (m, f), members in sorted(keyed.items()):
+        per_node = max(1, (m + 1) * d * 4)
+        chunk = max(1, max_group_bytes // per_node)
+        for start in range(0, len(members), chunk):
+            part = members[start : start + chunk]
+            groups.append(
+                AggregationGroup(
+                    nodes=torch.tensor([i for i, _, _ in part], dtype=torch.int64),
+                    inputs=torch.tensor([idx for _, idx, _ in part], dtype=torch.int64).reshape(
+                        len(part), m
+                    ),
+                    weights=torch.stack([w for _, _, w in part]),
+                    f=f,
+                )
+            )
+
+    others = sorted(set(range(n)) - exp.follows_protocol)
+    mix = torch.zeros((len(others), n), dtype=torch.float32)
+    for r, b in enumerate(others):
+        honest = [j for j in exp.neighbours(b) if j not in exp.byzantine]
+        mix[r, [b, *honest]] = 1.0 / (1 + len(honest))
+    return RoundPlan(
+        groups=groups,
+        attackers=attackers,
+        attacker_targets=targets,
+        attacker_rows=rows,
+        extra_rows=next_row - n,
+        byzantine_nodes=torch.tensor(others, dtype=torch.int64),
+        byzantine_mixing=mix.to_sparse() if others else mix,
+    )
