@@ -18,17 +18,12 @@ back to a plain string (``--set model.params.hidden=[32,32]``).
 from __future__ import annotations
 
 import dataclasses
-import sys
+import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 from p2pfl.errors import ConfigError
 from p2pfl.typecheck import coerce
@@ -40,7 +35,7 @@ class RunConfig:
 
     name: str = "default"
     seed: int = 0
-    rounds: int = 40
+    rounds: int = 50
     eval_every: int = 2
 
     def __post_init__(self) -> None:
@@ -80,7 +75,7 @@ class TrainingConfig:
 
     local_steps: int = 5
     batch_size: int = 32
-    lr: float = 0.1
+    lr: float = 0.3
     momentum: float = 0.0
     weight_decay: float = 0.0
 
