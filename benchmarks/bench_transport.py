@@ -195,10 +195,10 @@ async def run(mb: float, reps: int, stream: int) -> None:
     assert isinstance(message, wire.Params)
     print("  in process:")
     print(
-        f"    encode (crc32)          {median_ms(lambda: wire.encode(wire.Params(0, 0, vector)), reps):6.1f} ms"
+        f"    encode (xxh3)          {median_ms(lambda: wire.encode(wire.Params(0, 0, vector)), reps):6.1f} ms"
     )
     print(
-        f"    decode (crc32, view)    {median_ms(lambda: wire.decode(received, max_payload_bytes=2**31), reps):6.1f} ms"
+        f"    decode (xxh3, view)    {median_ms(lambda: wire.decode(received, max_payload_bytes=2**31), reps):6.1f} ms"
     )
     print(f"    clone of decoded vector {median_ms(message.vector.clone, reps):6.1f} ms")
 

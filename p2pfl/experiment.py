@@ -94,7 +94,9 @@ def build_topology(scenario: Scenario) -> Topology:
     cfg = scenario.topology
     if cfg.file:
         return load_topology(scenario.resolve_path(cfg.file))
-    builder = TOPOLOGIES.bind(cfg.kind, cfg.params, "topology.params")
+    builder = TOPOLOGIES.bind(
+        cfg.kind, cfg.params, "topology.params", reserved={"seed": "run.seed"}
+    )
     graph = builder(cfg.n, seed=derive_seed(scenario.run.seed, 0x7090))
     return Topology(graph=graph, name=cfg.kind)
 
@@ -116,7 +118,12 @@ def choose_byzantine(scenario: Scenario, topology: Topology) -> frozenset[int]:
             )
         if cfg.count == 0:
             return frozenset()
-        place = PLACEMENTS.bind(cfg.placement, cfg.placement_params, "byzantine.placement_params")
+        place = PLACEMENTS.bind(
+            cfg.placement,
+            cfg.placement_params,
+            "byzantine.placement_params",
+            reserved={"seed": "run.seed"},
+        )
         chosen = frozenset(place(topology.graph, cfg.count, seed=derive_seed(scenario.run.seed, 0xB42)))
     if len(chosen) >= n:
         raise ConfigError(f"byzantine: all {n} nodes are Byzantine; at least one must be honest")
@@ -162,7 +169,10 @@ def build_experiment(scenario: Scenario) -> Experiment:
     else:
         train, test = full, predefined_test
     partition = PARTITIONERS.bind(
-        scenario.data.partition, scenario.data.partition_params, "data.partition_params"
+        scenario.data.partition,
+        scenario.data.partition_params,
+        "data.partition_params",
+        reserved={"seed": "run.seed"},
     )
     parts = partition(train.y.numpy(), n, seed=derive_seed(seed, 0x9A27))
 

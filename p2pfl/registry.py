@@ -86,8 +86,22 @@ class Registry(Generic[F]):
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def bind(self, name: str, params: Mapping[str, Any], where: str) -> Callable[..., Any]:
-        """``self[name]`` with ``params`` checked and fixed as keyword arguments."""
+    def bind(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        where: str,
+        reserved: Mapping[str, str] | None = None,
+    ) -> Callable[..., Any]:
+        """``self[name]`` with ``params`` checked and fixed as keyword arguments.
+
+        ``reserved`` maps parameter names the caller sets itself to where the user
+        sets them instead (``{"seed": "run.seed"}``): naming one in ``params`` is an
+        error rather than a value silently overridden.
+        """
         fn = self[name]
+        for key, owner in (reserved or {}).items():
+            if key in params:
+                raise ConfigError(f"{where}.{key}: set by {owner}, not here")
         checked = bind_parameters(fn, params, where)
         return functools.partial(fn, **checked) if checked else fn

@@ -64,3 +64,14 @@ def test_coerce(value: object, hint: object, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match="^k"):
             coerce(value, hint, "k")
+
+
+def seeded(n: int, *, seed: int = 0, width: int = 1) -> int:
+    return n + seed + width
+
+
+def test_reserved_parameters_cannot_be_set() -> None:
+    reg = Registry("builder", {"seeded": seeded})
+    assert reg.bind("seeded", {"width": 2}, "t.params", reserved={"seed": "run.seed"})(1) == 3
+    with pytest.raises(ConfigError, match=r"t\.params\.seed: set by run\.seed, not here"):
+        reg.bind("seeded", {"seed": 3}, "t.params", reserved={"seed": "run.seed"})
