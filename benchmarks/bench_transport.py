@@ -7,7 +7,7 @@ Measured in one run, alternating repetitions so machine load hits both alike:
 - ``transport``: the same bytes through two :class:`ZmqTransport` objects (asyncio,
                  one frame, no codec): the cost of the transport layer alone.
 - ``full``:      :func:`p2pfl.wire.encode` + ``ZmqTransport`` + :func:`p2pfl.wire.decode`
-                 (crc32 computed by the sender and checked by the receiver).
+                 (XXH3 checksum computed by the sender and checked by the receiver).
 
 Each repetition is one message and its ack (latency); ``stream`` repeats the raw
 and full cases with ``--stream`` messages back to back and one ack (throughput,
