@@ -1,0 +1,354 @@
+"""Checks every incoming message passes before it reaches training or aggregation.
+
+A node hands each received message to :func:`screen` (frames in, message or
+``None`` out) or, once decoded, to :func:`validate`. A refused message raises
+:class:`~p2pfl.errors.RejectedMessage` whose ``reason`` is one of :data:`REASONS`,
+stable labels that metrics and ``summary.json`` report per peer:
+
+=================  ==============================================================
+reason             the message ...
+=================  ==============================================================
+``oversized``      has more bytes than the model's vector can need
+``decode_error``   is not a valid message of the wire protocol (:func:`p2pfl.wire.decode`)
+``impersonation``  claims a sender other than the node that authenticated it
+``not_neighbour``  comes from a node that is not this node's neighbour
+``stale_round``    is for a round before the window (already aggregated)
+``future_round``   is for a round more than ``rounds_ahead`` after the current one
+``duplicate``      repeats a (sender, round) already accepted
+``wrong_dtype``    carries a vector of another dtype than the model's
+``wrong_length``   carries a vector (or announces a model) of another length
+``wrong_model``    announces a model with another architecture fingerprint
+``non_finite``     carries NaN or infinite values
+=================  ==============================================================
+
+Checks run cheapest first and the first failure decides the reason, so every
+refused message is counted exactly once. A message that passes is recorded in
+``seen`` (Params only). None of this can stop the node: only
+:class:`~p2pfl.errors.RejectedMessage` comes out, and :func:`count_rejection`
+turns it into a counter increment.
+
+Not caught here, by design: a listed neighbour sending well-formed but malicious
+vectors. That is what robust aggregation is for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import zmq
+
+from p2pfl import wire
+from p2pfl.errors import DecodeError, RejectedMessage
+from p2pfl.security.auth import check_claimed_sender
+
+__all__ = [
+    "REASONS",
+    "Expectations",
+    "RejectionCounters",
+    "count_rejection",
+    "forget_before",
+    "screen",
+    "validate",
+]
+
+#: Every label a rejection can carry, in the order the checks run.
+REASONS: tuple[str, ...] = (
+    "oversized",
+    "decode_error",
+    "impersonation",
+    "not_neighbour",
+    "stale_round",
+    "future_round",
+    "duplicate",
+    "wrong_dtype",
+    "wrong_length",
+    "wrong_model",
+    "non_finite",
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Expectations:
+    """What node ``node_id`` accepts right now; :meth:`at_round` moves the window.
+
+    Params for rounds ``round - rounds_behind .. round + rounds_ahead`` pass (the
+    node buffers those ahead of it); earlier ones are stale, later ones too far
+    ahead. ``max_bytes`` bounds a whole message (all frames); by default the
+    vector's size plus the largest header :mod:`p2pfl.wire` allows.
+    ``fingerprint``, when set, must match a Hello's model fingerprint.
+    """
+
+    node_id: int
+    neighbours: frozenset[int]
+    param_count: int
+    round: int = 0
+    rounds_ahead: int = 1
+    rounds_behind: int = 0
+    dtype: torch.dtype = torch.float32
+    max_bytes: int = -1  # -1: derived from param_count and dtype
+    fingerprint: str | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("node_id", "param_count", "round", "rounds_ahead", "rounds_behind"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 0:
+                raise ValueError(f"Expectations.{name} must be a non-negative int, got {value!r}")
+        neighbours = frozenset(self.neighbours)
+        for n in neighbours:
+            if type(n) is not int or n < 0:
+                raise ValueError(f"Expectations.neighbours must hold node ids, got {n!r}")
+        if self.node_id in neighbours:
+            raise ValueError(f"node {self.node_id} cannot be its own neighbour")
+        object.__setattr__(self, "neighbours", neighbours)
+        if self.dtype not in wire.DTYPES.values():
+            raise ValueError(f"Expectations.dtype {self.dtype} is not a wire dtype")
+        if self.max_bytes == -1:
+            itemsize = torch.empty((), dtype=self.dtype).element_size()
+            object.__setattr__(
+                self, "max_bytes", self.param_count * itemsize + wire.MAX_HEADER_BYTES
+            )
+        elif type(self.max_bytes) is not int or self.max_bytes < 1:
+            raise ValueError(
+                f"Expectations.max_bytes must be a positive int, got {self.max_bytes!r}"
+            )
+
+    def at_round(self, round: int) -> Expectations:
+        """The same expectations with the window around ``round``."""
+        return dataclasses.replace(self, round=round)
+
+
+def forget_before(seen: set[tuple[int, int]], round: int) -> None:
+    """Drop ``(sender, r)`` entries with ``r < round`` (call when the window moves: keeps ``seen`` bounded)."""
+    for key in [k for k in seen if k[1] < round]:
+        seen.discard(key)
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_params(
+    message: wire.Params, expectations: Expectations, seen: set[tuple[int, int]]
+) -> None:
+    e = expectations
+    if message.round < e.round - e.rounds_behind:
+        raise RejectedMessage(
+            "stale_round", f"round {message.round} from node {message.sender}; now at {e.round}"
+        )
+    if message.round > e.round + e.rounds_ahead:
+        raise RejectedMessage(
+            "future_round",
+            f"round {message.round} from node {message.sender}; now at {e.round}, "
+            f"buffering up to {e.round + e.rounds_ahead}",
+        )
+    if (message.sender, message.round) in seen:
+        raise RejectedMessage(
+            "duplicate", f"second vector from node {message.sender} for round {message.round}"
+        )
+    v = message.vector
+    if v.dtype != e.dtype:
+        raise RejectedMessage("wrong_dtype", f"vector is {v.dtype}, the model is {e.dtype}")
+    if v.ndim != 1 or v.numel() != e.param_count:
+        raise RejectedMessage(
+            "wrong_length",
+            f"vector of shape {tuple(v.shape)}; the model has {e.param_count} values",
+        )
+    if v.numel() * v.element_size() > e.max_bytes:
+        raise RejectedMessage("oversized", f"vector of {v.numel() * v.element_size()} bytes")
+    if not bool(torch.isfinite(v).all()):
+        raise RejectedMessage("non_finite", f"vector from node {message.sender} has NaN or Inf")
+
+
+def _check_hello(message: wire.Hello, expectations: Expectations) -> None:
+    if message.param_count != expectations.param_count:
+        raise RejectedMessage(
+            "wrong_length",
+            f"node {message.sender} has a model of {message.param_count} values, "
+            f"this node {expectations.param_count}",
+        )
+    fp = expectations.fingerprint
+    if fp is not None and message.fingerprint != fp:
+        raise RejectedMessage(
+            "wrong_model",
+            f"node {message.sender} has model fingerprint {message.fingerprint!r}, this node {fp!r}",
+        )
+
+
+def validate(
+    message: wire.Message,
+    transport_sender: int | None,
+    expectations: Expectations,
+    seen: set[tuple[int, int]],
+) -> None:
+    """Raise :class:`~p2pfl.errors.RejectedMessage` unless ``message`` may be used.
+
+    ``transport_sender`` is the node that authenticated the connection
+    (:meth:`p2pfl.security.SecurityContext.sender_of`), ``None`` if unknown.
+    On success a Params message's ``(sender, round)`` is added to ``seen``.
+    A Hello's round is not checked (a restarted node announces where it is).
+    """
+    if not isinstance(message, wire.Hello | wire.Params | wire.Bye):
+        raise TypeError(f"validate() takes a wire message, got {type(message).__name__}")
+    check_claimed_sender(message.sender, transport_sender)
+    if message.sender not in expectations.neighbours:
+        raise RejectedMessage(
+            "not_neighbour",
+            f"node {message.sender} is not a neighbour of node {expectations.node_id}",
+        )
+    if isinstance(message, wire.Params):
+        _check_params(message, expectations, seen)
+        seen.add((message.sender, message.round))
+    elif isinstance(message, wire.Hello):
+        _check_hello(message, expectations)
+
+
+# ----------------------------------------------------------------------------- counting
+
+
+class RejectionCounters:
+    """Accepted messages per peer, and rejected ones per peer and reason.
+
+    Peers are node ids (``None``: unknown, reported as ``"unknown"``). At most
+    ``max_peers`` distinct peers are tracked; further ones are pooled under
+    ``"other"`` so an insecure node flooded with made-up ids keeps bounded memory.
+    Not thread-safe: meant for one asyncio event loop.
+    """
+
+    def __init__(self, max_peers: int = 1024) -> None:
+        if type(max_peers) is not int or max_peers < 1:
+            raise ValueError(f"max_peers must be a positive int, got {max_peers!r}")
+        self.max_peers = max_peers
+        self._accepted: Counter[str] = Counter()
+        self._rejected: dict[str, Counter[str]] = {}
+
+    def _key(self, peer: int | None) -> str:
+        key = "unknown" if peer is None else str(peer)
+        known = key in self._accepted or key in self._rejected
+        if not known and len(set(self._accepted) | set(self._rejected)) >= self.max_peers:
+            return "other"
+        return key
+
+    def accept(self, peer: int | None) -> None:
+        self._accepted[self._key(peer)] += 1
+
+    def reject(self, peer: int | None, reason: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown rejection reason {reason!r}; known: {', '.join(REASONS)}")
+        self._rejected.setdefault(self._key(peer), Counter())[reason] += 1
+
+    @property
+    def accepted(self) -> int:
+        return sum(self._accepted.values())
+
+    @property
+    def rejected(self) -> int:
+        return sum(sum(c.values()) for c in self._rejected.values())
+
+    @property
+    def total(self) -> int:
+        """Every message counted, accepted or not."""
+        return self.accepted + self.rejected
+
+    def by_reason(self) -> dict[str, int]:
+        """Rejections per reason over all peers (reasons with zero omitted)."""
+        out: Counter[str] = Counter()
+        for c in self._rejected.values():
+            out.update(c)
+        return {r: out[r] for r in REASONS if out[r]}
+
+    def of(self, peer: int | None) -> dict[str, int]:
+        """Rejections of one peer, per reason."""
+        key = "unknown" if peer is None else str(peer)
+        c = self._rejected.get(key, Counter())
+        return {r: c[r] for r in REASONS if c[r]}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data for metrics and ``summary.json``."""
+        peers = sorted(set(self._accepted) | set(self._rejected), key=_peer_order)
+        empty: Counter[str] = Counter()
+        by_peer: dict[str, Any] = {}
+        for p in peers:
+            c = self._rejected.get(p, empty)
+            by_peer[p] = {
+                "accepted": self._accepted.get(p, 0),
+                "rejected": {r: c[r] for r in REASONS if c[r]},
+            }
+        return {
+            "accepted": self.accepted,
+            "rejected": self.rejected,
+            "by_reason": self.by_reason(),
+            "by_peer": by_peer,
+        }
+
+
+def _peer_order(key: str) -> tuple[int, int | str]:
+    return (0, int(key)) if key.isdigit() else (1, key)
+
+
+def count_rejection(
+    counters: RejectionCounters, peer: int | None, check: Callable[[], T]
+) -> T | None:
+    """Run ``check()``; count exactly one outcome for ``peer`` and return its result or ``None``.
+
+    :class:`~p2pfl.errors.RejectedMessage` counts its reason;
+    :class:`~p2pfl.errors.DecodeError` counts ``decode_error``; success counts an
+    acceptance. Anything else is a bug and propagates.
+    """
+    try:
+        result = check()
+    except RejectedMessage as exc:
+        counters.reject(peer, exc.reason)
+        return None
+    except DecodeError:
+        counters.reject(peer, "decode_error")
+        return None
+    counters.accept(peer)
+    return result
+
+
+def _frame_bytes(frames: Iterable[object]) -> int:
+    total = 0
+    for i, frame in enumerate(frames):
+        try:
+            view = frame.buffer if isinstance(frame, zmq.Frame) else memoryview(frame)  # type: ignore[arg-type]
+            total += view.nbytes
+        except TypeError:
+            raise RejectedMessage("decode_error", f"frame {i} is not bytes-like") from None
+    return total
+
+
+def screen(
+    frames: Sequence[wire.Frame],
+    transport_sender: int | None,
+    expectations: Expectations,
+    seen: set[tuple[int, int]],
+    counters: RejectionCounters,
+) -> wire.Message | None:
+    """Size check, :func:`p2pfl.wire.decode`, :func:`validate`, and count the outcome.
+
+    Returns the message when it passes, else ``None``; either way exactly one
+    counter of ``counters`` moves (under ``transport_sender``). Never raises for
+    bad input.
+    """
+
+    def check() -> wire.Message:
+        if not isinstance(frames, Sequence):
+            raise RejectedMessage(
+                "decode_error", f"frames must be a sequence, got {type(frames).__name__}"
+            )
+        size = _frame_bytes(frames)
+        if size > expectations.max_bytes:
+            raise RejectedMessage(
+                "oversized", f"message of {size} bytes; at most {expectations.max_bytes}"
+            )
+        message = wire.decode(frames, max_payload_bytes=expectations.max_bytes)
+        validate(message, transport_sender, expectations, seen)
+        return message
+
+    return count_rejection(counters, transport_sender, check)
