@@ -75,7 +75,7 @@ class TrainingConfig:
 
     local_steps: int = 5
     batch_size: int = 32
-    lr: float = 0.3
+    lr: float = 0.5
     momentum: float = 0.0
     weight_decay: float = 0.0
 
