@@ -40,11 +40,20 @@ def reference_round(exp, params: torch.Tensor, r: int) -> torch.Tensor:  # type:
         visible = [j for j in targets if j not in exp.byzantine]
         f = max(int(exp.f_per_node[i]) for i in targets)
         view = attack_view(
-            b, lambda ids: trained[list(ids)], visible, targets, exp.neighbours,
-            exp.byzantine, exp.mixing, f, exp.seed, r,
+            b,
+            lambda ids: trained[list(ids)],
+            visible,
+            targets,
+            exp.neighbours,
+            exp.byzantine,
+            exp.mixing,
+            f,
+            exp.seed,
+            r,
         )
+        crafted = craft_messages(exp.attack, view)
         for k, i in enumerate(targets):
-            sent[(b, i)] = craft_messages(exp.attack, view)[k]
+            sent[(b, i)] = crafted[k]
     new = torch.empty_like(params)
     for i in range(n):
         nbrs = [j for j in exp.neighbours(i) if j not in exp.silent]
@@ -71,8 +80,18 @@ def reference_round(exp, params: torch.Tensor, r: int) -> torch.Tensor:  # type:
         ["aggregator.name=trimmed_mean", "byzantine.attack=alie"],
         ["aggregator.name=clipped_gossip", "byzantine.attack=dissensus"],
         ["aggregator.name=mean", "byzantine.attack=label_flip"],
-        ["aggregator.name=gossip", "byzantine.attack=silent", "topology.kind=ring", "topology.params={}"],
-        ["aggregator.name=krum", "aggregator.f=0", "byzantine.attack=gaussian", "byzantine.params={sigma=1.0}"],
+        [
+            "aggregator.name=gossip",
+            "byzantine.attack=silent",
+            "topology.kind=ring",
+            "topology.params={}",
+        ],
+        [
+            "aggregator.name=krum",
+            "aggregator.f=0",
+            "byzantine.attack=gaussian",
+            "byzantine.params={sigma=1.0}",
+        ],
     ],
 )
 def test_vectorized_round_equals_per_node_reference(extra: list[str]) -> None:
@@ -99,7 +118,13 @@ def test_history_and_metrics_shapes() -> None:
     m = result.final
     assert m.accuracy.shape == (8,) and int(m.honest.sum()) == 6
     s = m.summary()
-    assert 0.0 <= s["honest_accuracy_min"] <= s["honest_accuracy_mean"] <= s["honest_accuracy_max"] <= 1
+    assert (
+        0.0
+        <= s["honest_accuracy_min"]
+        <= s["honest_accuracy_mean"]
+        <= s["honest_accuracy_max"]
+        <= 1
+    )
     honest = result.params[m.honest]
     expected = ((honest - honest.mean(0)) ** 2).sum(1).mean()
     assert s["consensus_distance"] == pytest.approx(float(expected), rel=1e-5)
@@ -115,7 +140,10 @@ def test_no_byzantine_nodes_and_mean_is_gossip_like() -> None:
     [
         (["byzantine.count=9"], "byzantine.count: 9 Byzantine nodes but the topology has 8 nodes"),
         (["byzantine.count=8"], "at least one must be honest"),
-        (["aggregator.name=krum", "aggregator.f=1"], "aggregator.f: krum with f=1 needs at least 5"),
+        (
+            ["aggregator.name=krum", "aggregator.f=1"],
+            "aggregator.f: krum with f=1 needs at least 5",
+        ),
         (["aggregator.name=medain"], "unknown aggregator 'medain'"),
         (["byzantine.attack=sign_flop"], "unknown attack 'sign_flop'"),
         (["byzantine.nodes=[0, 99]"], "byzantine.nodes: [99] are not nodes"),
@@ -133,7 +161,9 @@ def test_impossible_scenarios_are_config_errors(overrides: list[str], message: s
 def test_run_with_callback_reports_every_round() -> None:
     seen: list[tuple[int, bool]] = []
     scenario = load_scenario(None, [*SMALL, "run.eval_every=2"])
-    result = Simulation(build_experiment(scenario)).run(lambda r, m: seen.append((r, m is not None)))
+    result = Simulation(build_experiment(scenario)).run(
+        lambda r, m: seen.append((r, m is not None))
+    )
     assert seen == [(1, False), (2, True), (3, True)]
     assert [m.round for m in result.history] == [2, 3]
     assert dataclasses.is_dataclass(result)
