@@ -36,7 +36,10 @@ def test_overrides_parse_toml_values_and_nest() -> None:
 
 
 def test_bare_word_override_is_a_string() -> None:
-    assert parse_override("aggregator.name=trimmed_mean") == (["aggregator", "name"], "trimmed_mean")
+    assert parse_override("aggregator.name=trimmed_mean") == (
+        ["aggregator", "name"],
+        "trimmed_mean",
+    )
 
 
 def test_integer_accepted_where_float_expected() -> None:
@@ -46,7 +49,10 @@ def test_integer_accepted_where_float_expected() -> None:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("aggregator.nmae=median", "aggregator.nmae: unknown key; valid keys: f, name, params, pre"),
+        (
+            "aggregator.nmae=median",
+            "aggregator.nmae: unknown key; valid keys: f, name, params, pre",
+        ),
         ("bogus.key=1", "bogus: unknown section"),
         ('training.lr="fast"', "training.lr: expected a number"),
         ("run.rounds=0", "run.rounds: must be >= 1"),

@@ -9,7 +9,9 @@ from p2pfl.registry import Registry, bind_parameters
 from p2pfl.typecheck import coerce
 
 
-def scaled(x: float, *, factor: float = 2.0, label: str = "a", sizes: list[int] | None = None) -> float:
+def scaled(
+    x: float, *, factor: float = 2.0, label: str = "a", sizes: list[int] | None = None
+) -> float:
     return x * factor
 
 
@@ -35,7 +37,10 @@ def test_bind_checks_and_fixes_parameters() -> None:
 
 
 def test_bind_rejects_misspelt_and_mistyped_parameters() -> None:
-    with pytest.raises(ConfigError, match=r"w\.params\.factr: unknown parameter; valid parameters: factor, label, sizes"):
+    with pytest.raises(
+        ConfigError,
+        match=r"w\.params\.factr: unknown parameter; valid parameters: factor, label, sizes",
+    ):
         REG.bind("scaled", {"factr": 3}, "w.params")
     with pytest.raises(ConfigError, match=r"w\.params\.factor: expected a number, got 'x'"):
         REG.bind("scaled", {"factor": "x"}, "w.params")
