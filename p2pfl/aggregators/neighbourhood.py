@@ -1,0 +1,68 @@
+"""What a node aggregates: its own vector, its neighbours' vectors, its mixing weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """The inputs of one aggregation step, for a batch of ``b`` nodes at once.
+
+    ``own`` ``(b, d)`` is each node's vector after local training; ``received``
+    ``(b, m, d)`` its neighbours' vectors in increasing sender-id order;
+    ``weights`` ``(b, m + 1)`` its mixing weights, column 0 for itself and then in
+    ``received`` order; ``f`` the number of Byzantine inputs to tolerate.
+
+    Shapes are checked on construction (cheap: no pass over the data).
+    """
+
+    own: Tensor
+    received: Tensor
+    weights: Tensor
+    f: int
+
+    def __post_init__(self) -> None:
+        for name in ("own", "received", "weights"):
+            value = getattr(self, name)
+            if not isinstance(value, Tensor):
+                raise ValueError(f"Neighbourhood.{name}: expected a torch.Tensor, got {value!r}")
+            if not value.is_floating_point():
+                raise ValueError(
+                    f"Neighbourhood.{name}: expected a float tensor, got {value.dtype}"
+                )
+        if self.own.ndim != 2:
+            raise ValueError(
+                f"Neighbourhood.own: expected shape (b, d), got {tuple(self.own.shape)}"
+            )
+        b, d = self.own.shape
+        if self.received.ndim != 3 or self.received.shape[0] != b or self.received.shape[2] != d:
+            raise ValueError(
+                f"Neighbourhood.received: expected shape ({b}, m, {d}), "
+                f"got {tuple(self.received.shape)}"
+            )
+        if self.received.dtype != self.own.dtype:
+            raise ValueError(
+                f"Neighbourhood.received: dtype {self.received.dtype} differs from own's "
+                f"{self.own.dtype}"
+            )
+        m = self.received.shape[1]
+        if tuple(self.weights.shape) != (b, m + 1):
+            raise ValueError(
+                f"Neighbourhood.weights: expected shape ({b}, {m + 1}) (self, then each "
+                f"received vector), got {tuple(self.weights.shape)}"
+            )
+        if isinstance(self.f, bool) or not isinstance(self.f, int) or self.f < 0:
+            raise ValueError(f"Neighbourhood.f: expected an integer >= 0, got {self.f!r}")
+
+    @property
+    def n(self) -> int:
+        """Vectors per node, own included."""
+        return int(self.received.shape[1]) + 1
+
+    def stacked(self) -> Tensor:
+        """``(b, m + 1, d)``: own first, then the received vectors."""
+        return torch.cat([self.own.unsqueeze(1), self.received], dim=1)
