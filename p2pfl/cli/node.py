@@ -1,0 +1,70 @@
+"""``p2pfl node``: run one node of a scenario as this process.
+
+::
+
+    p2pfl node SCENARIO.toml --id K [--out DIR] [--keys DIR | --insecure]
+
+The scenario must name a topology file with an address for this node and its
+neighbours (``topology.file``); the node binds its own address, connects to its
+neighbours, and runs every round (see :mod:`p2pfl.node`). It writes
+``DIR/node-K.jsonl`` (events) and ``DIR/node-K.npy`` (final parameters).
+SIGINT/SIGTERM stop it cleanly (bye to neighbours, log flushed; exit 128+signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from p2pfl.cli.common import add_scenario_arguments, output_dir, scenario_from_args
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "node",
+        help="run one node of a scenario (its address from the topology file)",
+        description="Run node --id of the scenario as this process: hello to its neighbours, "
+        "every round, bye. The scenario's topology.file gives the addresses.",
+    )
+    add_scenario_arguments(p)
+    p.add_argument("--id", dest="node_id", type=int, required=True, metavar="K", help="node id")
+    p.add_argument("--out", default=None, help="output directory (default: runs/node-NAME-TIME)")
+    p.add_argument(
+        "--keys", default=None, metavar="DIR", help="directory holding this node's CurveZMQ keys"
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="run without CurveZMQ (unencrypted, unauthenticated links)",
+    )
+    p.add_argument(
+        "--events", action="store_true", help="also print every event as a JSON line on stdout"
+    )
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from p2pfl.node.metrics import read_node_log
+    from p2pfl.node.process import log_path, run_node_process
+
+    scenario = scenario_from_args(args)
+    out = output_dir(args.out, scenario, "node")
+    code = run_node_process(
+        scenario,
+        args.node_id,
+        out,
+        key_dir=args.keys,
+        insecure=args.insecure,
+        echo_events=args.events,
+    )
+    if not args.events:
+        evals = [e for e in read_node_log(log_path(out, args.node_id)) if e["event"] == "eval"]
+        last = (
+            f", accuracy {evals[-1]['accuracy']:.4f} after round {evals[-1]['round']}"
+            if evals
+            else ""
+        )
+        print(
+            f"node {args.node_id}: {'done' if code == 0 else f'stopped (exit {code})'}{last}; outputs: {out}"
+        )
+    return code

@@ -1,0 +1,198 @@
+"""``p2pfl sweep``: run a scenario over a grid of values x seeds; tables and heatmaps.
+
+``p2pfl sweep SCENARIO.toml --grid aggregator.name=mean,median --grid
+byzantine.attack=sign_flip,alie --seeds 3 --jobs 2 --out runs/x`` runs the 12 cells
+(2 x 2 x 3), two at a time, and writes ``results.csv``, ``results.md`` and
+``heatmap.png`` to ``--out``. Running it again with the same ``--out`` skips the cells
+already finished (their results are in ``--out/cells/``). Every cell's scenario is
+checked before anything runs: a bad ``--grid`` or ``--set`` prints one line and
+exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from p2pfl.cli.common import output_dir
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "sweep",
+        help="run a scenario over a grid of values and seeds (tables, heatmaps, resumable)",
+        description="Run the cartesian product of the --grid values times --seeds seeds, "
+        "--jobs at a time, skipping cells already finished in --out; write results.csv, "
+        "results.md and heatmap.png (rows x columns: aggregator.name x byzantine.attack when "
+        "both are swept; cell = worst honest node's final accuracy in the worst seed).",
+    )
+    p.add_argument("scenario", help="scenario TOML file")
+    p.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=V1,V2,...",
+        help="a swept key and its values, parsed like --set values (repeatable)",
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one scenario value in every cell (repeatable)",
+    )
+    p.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="seeds run.seed .. run.seed+K-1 (default 1)",
+    )
+    p.add_argument(
+        "--jobs", type=int, default=2, metavar="J", help="parallel worker processes (default 2)"
+    )
+    p.add_argument("--out", default=None, help="output directory (default: runs/sweep-NAME-TIME)")
+    p.add_argument(
+        "--heatmap",
+        default=None,
+        metavar="ROW,COL",
+        help="swept keys for the heatmap's rows and columns (default: rule x attack)",
+    )
+    p.add_argument("--retry-failed", action="store_true", help="re-run cells recorded as failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from p2pfl.config import load_scenario
+    from p2pfl.errors import ConfigError
+    from p2pfl.sweep import parse_grid, plan_sweep, run_sweep, write_outputs
+    from p2pfl.sweep.heatmap import parse_axes
+    from p2pfl.sweep.runner import OK, load_cell
+
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs: must be an integer >= 1, got {args.jobs}")
+    axes = parse_grid(args.grid)
+    keys = [a.key for a in axes]
+    heat = parse_axes(args.heatmap, keys) if args.heatmap else None
+    planned = plan_sweep(args.scenario, axes, args.overrides, args.seeds)
+    base = load_scenario(args.scenario, args.overrides)
+    out = output_dir(args.out, base, "sweep")
+    done_before = sum(
+        1
+        for p in planned
+        if (r := load_cell(out, p.id)) is not None and (r["status"] == OK or not args.retry_failed)
+    )
+    say = (lambda *_: None) if args.quiet else print
+    say(
+        f"p2pfl sweep: {len(planned)} runs ({len(planned) // args.seeds} cells x {args.seeds} "
+        f"seeds), {args.jobs} jobs; skipping {done_before} already finished in {out}"
+    )
+    live = not args.quiet and sys.stdout.isatty()
+    if live:
+        result = _run_with_bar(planned, out, args)
+    else:
+        count = [0]
+
+        def log(record: dict[str, Any], skipped: bool) -> None:
+            count[0] += 1
+            if not skipped:
+                say(f"[{count[0]}/{len(planned)}] {_line(record)}")
+
+        result = run_sweep(
+            planned, out, jobs=args.jobs, retry_failed=args.retry_failed, on_done=log
+        )
+    spec = {
+        "scenario": str(args.scenario),
+        "grid": list(args.grid),
+        "set": list(args.overrides),
+        "seeds": [base.run.seed + s for s in range(args.seeds)],
+        "runs": len(planned),
+    }
+    written = write_outputs(out, result.records, keys, spec, axes=heat, title=base.run.name)
+    if not args.quiet:
+        _print_table(result.records, keys, base.run.name)
+        print(
+            f"{len(planned)} runs: {result.skipped} skipped (already finished), "
+            f"{result.ran} run, {result.failed} failed"
+        )
+        print("outputs: " + ", ".join(str(p) for p in written))
+    return 1 if result.failed == len(planned) else 0
+
+
+def _print_table(records: Any, keys: list[str], title: str) -> None:
+    """A compact end-of-sweep table (the full one is results.md)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from p2pfl.sweep.results import summarize
+
+    cells = summarize(records, keys)
+    table = Table(title=f"p2pfl sweep: {title}")
+    for k in keys:
+        table.add_column(k.rsplit(".", 1)[-1])
+    for col in ("acc", "worst", "status"):
+        table.add_column(col, justify="right" if col != "status" else "left")
+    with_asr = any(c.asr is not None for c in cells)
+    if with_asr:
+        table.add_column("ASR", justify="right")
+    for c in cells:
+        status = "ok" if c.ok == c.runs else f"{c.runs - c.ok}/{c.runs} failed"
+        row = [*c.values, _num(c.acc_mean), _num(c.worst), status]
+        table.add_row(*row, *([_num(c.asr)] if with_asr else []))
+    Console().print(table)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _line(record: dict[str, Any]) -> str:
+    label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in record["values"].items())
+    label = f"{label} seed={record['seed']}".strip()
+    if record["status"] != "ok":
+        return f"{label}: failed: {record['error']}"
+    return (
+        f"{label}: honest acc mean {record['honest_accuracy_mean']:.3f} "
+        f"min {record['honest_accuracy_min']:.3f} ({record['wall_seconds']:.1f} s)"
+    )
+
+
+def _short(record: dict[str, Any]) -> str:
+    """The last finished run, short enough to leave the bar its width."""
+    values = " ".join(str(v) for v in record["values"].values())
+    if record["status"] != "ok":
+        return f"{values} s{record['seed']}: failed"
+    return f"{values} s{record['seed']}: {record['honest_accuracy_mean']:.3f}"
+
+
+def _run_with_bar(planned: Any, out: Any, args: argparse.Namespace) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from p2pfl.sweep import run_sweep
+
+    with Progress(
+        TextColumn("[bold]sweep"),
+        BarColumn(bar_width=30),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[last]}"),
+    ) as progress:
+        task = progress.add_task("sweep", total=len(planned), last="")
+
+        def on_done(record: dict[str, Any], skipped: bool) -> None:
+            progress.update(task, advance=1, last="" if skipped else _short(record))
+
+        return run_sweep(
+            planned, out, jobs=args.jobs, retry_failed=args.retry_failed, on_done=on_done
+        )

@@ -1,0 +1,175 @@
+"""Run outputs of networked runs: node logs in, ``metrics.jsonl`` / ``summary.json`` / plots out.
+
+A ``p2pfl launch`` directory holds the outputs ``p2pfl sim`` writes (same record
+format, :mod:`p2pfl.report`) plus ``nodes/``: each node's event log
+``node-<k>.jsonl``, its final parameters ``node-<k>.npy`` and its stderr.
+Each node knows only its own parameters, so ``distance_to_mean`` (squared
+distance to the honest nodes' mean) is filled in for the final round only, from
+the final parameter files; ``p2pfl report`` recomputes it over every host's nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from p2pfl.errors import ConfigError
+from p2pfl.node.metrics import eval_records, read_node_log
+from p2pfl.node.process import log_path, params_path
+from p2pfl.report import plot_accuracy, read_metrics, summarize_records, write_json, write_metrics
+from p2pfl.topology import Topology, draw
+
+NODE_DIR = "nodes"
+
+
+@dataclass
+class NodeOutputs:
+    """What the node processes of one directory left: records, final vectors, end events."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[int, np.ndarray] = field(default_factory=dict)
+    ends: dict[int, dict[str, Any]] = field(default_factory=dict)
+    round_seconds: dict[int, list[float]] = field(default_factory=dict)
+
+
+def load_params(path: Path) -> np.ndarray:
+    """A node's final parameter vector (``numpy.load`` without pickle)."""
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a parameter vector file: {exc}") from None
+    if array.ndim != 1 or array.dtype != np.float32:
+        raise ConfigError(f"{path}: expected a float32 vector, got {array.dtype} {array.shape}")
+    return array
+
+
+def read_node_outputs(node_dir: Path, nodes: Iterable[int]) -> NodeOutputs:
+    """Collect the logs and parameter files of ``nodes`` in ``node_dir`` (missing ones skipped)."""
+    out = NodeOutputs()
+    for k in nodes:
+        log = log_path(node_dir, k)
+        if log.exists():
+            events = read_node_log(log)
+            out.records += eval_records(events)
+            out.round_seconds[k] = [e["seconds"] for e in events if e["event"] == "round"]
+            ends = [e for e in events if e["event"] == "end"]
+            if ends:
+                out.ends[k] = {
+                    key: v for key, v in ends[-1].items() if key not in ("event", "time")
+                }
+        p = params_path(node_dir, k)
+        if p.exists():
+            out.params[k] = load_params(p)
+    return out
+
+
+def add_final_distances(
+    records: list[dict[str, Any]],
+    params: Mapping[int, np.ndarray],
+    byzantine: Iterable[int],
+    final_round: int,
+) -> None:
+    """Fill ``distance_to_mean`` of the final round's records from the final vectors."""
+    byz = set(byzantine)
+    honest = [params[k].astype(np.float64) for k in sorted(params) if k not in byz]
+    if not honest:
+        return
+    mean = np.mean(np.stack(honest), axis=0)
+    for rec in records:
+        k = rec["node"]
+        if rec["round"] == final_round and k in params:
+            rec["distance_to_mean"] = float(((params[k] - mean) ** 2).sum())
+
+
+def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(records, key=lambda r: (r["round"], r["node"]))
+
+
+def write_run(
+    out: Path,
+    records: Sequence[dict[str, Any]],
+    scenario: Mapping[str, Any],
+    wall_seconds: float,
+    extra: Mapping[str, Any],
+    *,
+    topology: Topology | None,
+    title: str,
+    plots: bool = True,
+) -> dict[str, Any]:
+    """``metrics.jsonl``, ``summary.json`` and (optionally) the two plots; returns the summary."""
+    ordered = sort_records(records)
+    write_metrics(out / "metrics.jsonl", ordered)
+    summary = summarize_records(ordered, scenario, wall_seconds, extra=extra)
+    write_json(out / "summary.json", summary)
+    if plots:
+        plot_accuracy(summary["history"], out / "accuracy.png", title=title)
+        if topology is not None:
+            draw(topology, out / "topology.png")
+    return summary
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclass
+class MergedRuns:
+    """Several hosts' launch directories of one scenario, combined."""
+
+    records: list[dict[str, Any]]
+    params: dict[int, np.ndarray]
+    scenario: dict[str, Any]
+    summaries: list[dict[str, Any]]
+    node_exits: dict[str, str]
+    node_counters: dict[str, Any]
+
+
+def _read_summary(run: Path) -> dict[str, Any]:
+    path = run / "summary.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{run}: no summary.json; not an output directory of p2pfl launch"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("scenario"), dict):
+        raise ConfigError(f"{path}: not a p2pfl summary (no scenario)")
+    return data
+
+
+def merge_runs(runs: Sequence[Path]) -> MergedRuns:
+    """Combine launch directories; ConfigError if they ran different scenarios or overlap."""
+    if not runs:
+        raise ConfigError("report: name at least one run directory")
+    summaries = [_read_summary(r) for r in runs]
+    scenario = summaries[0]["scenario"]
+    for run, s in zip(runs[1:], summaries[1:], strict=True):
+        if s["scenario"] != scenario:
+            raise ConfigError(
+                f"{run} ran a different scenario than {runs[0]}; report merges the hosts of one run"
+            )
+    records: list[dict[str, Any]] = []
+    owner: dict[int, Path] = {}
+    params: dict[int, np.ndarray] = {}
+    exits: dict[str, str] = {}
+    counters: dict[str, Any] = {}
+    for run, s in zip(runs, summaries, strict=True):
+        run_records = read_metrics(run / "metrics.jsonl")
+        for node in sorted({int(r["node"]) for r in run_records}):
+            if node in owner and owner[node] != run:
+                raise ConfigError(f"node {node} has records in both {owner[node]} and {run}")
+            owner[node] = run
+        records += run_records
+        node_dir = run / NODE_DIR
+        if node_dir.is_dir():
+            for p in sorted(node_dir.glob("node-*.npy")):
+                params[int(p.stem.split("-", 1)[1])] = load_params(p)
+        exits.update(s.get("node_exits", {}))
+        counters.update(s.get("node_counters", {}))
+    return MergedRuns(records, params, scenario, summaries, exits, counters)

@@ -1,0 +1,142 @@
+"""A node's counters and its JSON-lines event log.
+
+Each node process writes ``node-<id>.jsonl``: one JSON object per line, each with
+``event``, ``node`` and ``time`` (Unix seconds) plus event fields:
+
+==========  ==================================================================
+``start``   ``neighbours``, ``role``, ``parameters``, ``fingerprint``
+``hello``   handshake done: ``heard`` (neighbour ids), ``missing``, ``seconds``
+``round``   ``round``, ``seconds`` (whole round), ``wait_seconds`` (collecting),
+            ``received`` (sender ids aggregated), ``missing``, ``suspected``,
+            ``waited_longer_for`` (lagging neighbours), ``kept_own``
+``eval``    a metrics record: ``round``, ``byzantine``, ``accuracy``,
+            ``test_loss``, ``train_loss`` (same keys as ``metrics.jsonl``)
+``end``     ``status`` (``done`` / ``stopped`` / ``failed``), ``rounds_completed`` and the
+            counters of :meth:`NodeCounters.as_dict`
+==========  ==================================================================
+
+Every line is flushed when written, so the log of a killed node is complete up
+to its last event; :func:`read_node_log` skips a torn last line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from p2pfl.errors import ConfigError
+from p2pfl.validation import RejectionCounters
+
+
+@dataclass
+class NodeCounters:
+    """What went wrong, and how often, during a node's run."""
+
+    rounds_completed: int = 0
+    rounds_incomplete: int = 0  # some expected neighbour's vector missing at the deadline
+    rounds_kept_own: int = 0  # fewer inputs than the rule needs: kept the own vector
+    inbox_dropped: dict[str, int] = field(default_factory=dict)  # by RoundInbox outcome
+    inbox_unused: int = 0
+    outbox_dropped: int = 0  # oldest queued message given up for a slow or dead peer
+    sends_dropped: int = 0  # transport send timeouts
+    rejections: RejectionCounters = field(default_factory=RejectionCounters)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rounds_completed": self.rounds_completed,
+            "rounds_incomplete": self.rounds_incomplete,
+            "rounds_kept_own": self.rounds_kept_own,
+            "inbox_dropped": dict(self.inbox_dropped),
+            "inbox_unused": self.inbox_unused,
+            "outbox_dropped": self.outbox_dropped,
+            "sends_dropped": self.sends_dropped,
+            "rejections": self.rejections.as_dict(),
+        }
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class NodeLog:
+    """Appends events to a JSON-lines file (and optionally echoes them to a stream)."""
+
+    def __init__(
+        self, node: int, path: str | Path | None = None, echo: IO[str] | None = None
+    ) -> None:
+        self.node = node
+        self.path = Path(path) if path is not None else None
+        self._file: IO[str] | None = None
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("w", encoding="utf-8")
+        self._echo = echo
+        self.events: list[dict[str, Any]] = []
+
+    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
+        record = _clean({"event": kind, "node": self.node, "time": time.time(), **fields})
+        self.events.append(record)
+        line = json.dumps(record) + "\n"
+        if self._file is not None:
+            self._file.write(line)
+            self._file.flush()
+        if self._echo is not None:
+            try:
+                self._echo.write(line)
+                self._echo.flush()
+            except (BrokenPipeError, ValueError):
+                self._echo = (
+                    None  # nobody reads the echo any more (the launcher died): the file has it
+                )
+        return record
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_node_log(path: str | Path) -> list[dict[str, Any]]:
+    """The events of a node log; a torn last line (the node was killed) is skipped."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such node log") from None
+    events = []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            if lineno == len(lines):
+                break
+            raise ConfigError(f"{p}:{lineno}: not JSON") from None
+        if not isinstance(event, dict) or "event" not in event or "node" not in event:
+            raise ConfigError(f"{p}:{lineno}: a node log line needs keys event and node")
+        events.append(event)
+    return events
+
+
+EVAL_KEYS = ("round", "node", "byzantine", "accuracy", "test_loss", "train_loss")
+
+
+def eval_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The ``metrics.jsonl`` records of a node log's ``eval`` events."""
+    return [
+        {key: e.get(key) for key in EVAL_KEYS} | {"distance_to_mean": None}
+        for e in events
+        if e["event"] == "eval"
+    ]

@@ -1,0 +1,161 @@
+"""One node as an OS process: scenario + node id in, a finished :class:`~p2pfl.node.Node` out.
+
+:func:`run_node_process` builds the experiment exactly as the simulator does,
+cuts out node ``k``'s share (:meth:`NodeSetup.from_experiment`), opens a ZeroMQ
+transport at node ``k``'s address from the scenario's topology file (secured
+with CurveZMQ unless ``--insecure``, see :func:`p2pfl.security.security_for_node`)
+and runs the node. SIGINT and SIGTERM cancel the run: the node says bye to its
+neighbours, its log is flushed, sockets are closed and the process exits with
+``128 + signal``. On success it writes, into ``out_dir``:
+
+- ``node-<k>.jsonl``: its event log (:mod:`p2pfl.node.metrics`);
+- ``node-<k>.npy``: its final parameter vector (float32, ``numpy.save`` without
+  pickle), which ``p2pfl launch`` compares across nodes and with the simulator.
+
+Torch runs one thread per process: many node processes share a machine's cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from p2pfl.config import Scenario
+from p2pfl.errors import ConfigError
+from p2pfl.node.metrics import NodeLog
+from p2pfl.node.node import Node
+from p2pfl.node.setup import NodeSetup
+from p2pfl.security import SecurityContext, security_for_node
+from p2pfl.topology import Topology, parse_address
+from p2pfl.transport import TransportOptions, ZmqTransport
+
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+def log_path(out_dir: str | Path, node_id: int) -> Path:
+    return Path(out_dir) / f"node-{node_id}.jsonl"
+
+
+def params_path(out_dir: str | Path, node_id: int) -> Path:
+    return Path(out_dir) / f"node-{node_id}.npy"
+
+
+def bind_address(address: str) -> str:
+    """Where a node listening at ``address`` binds: the IP itself, else every interface.
+
+    ZeroMQ binds to interfaces, not DNS names, so ``machine-a:5555`` binds
+    ``*:5555``; ``localhost`` binds the loopback interface only.
+    """
+    host, port = parse_address(address)
+    if host == "localhost":
+        return f"127.0.0.1:{port}"
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"*:{port}"
+    return f"{host}:{port}"
+
+
+def node_addresses(scenario: Scenario, topology: Topology, nodes: list[int]) -> dict[int, str]:
+    """The addresses of ``nodes`` from the scenario's topology file; ConfigError if any is missing."""
+    if not scenario.topology.file:
+        raise ConfigError(
+            "topology.file: a node process needs a topology file with node addresses "
+            f"(the scenario generates its topology with topology.kind = {scenario.topology.kind!r}); "
+            "write one with `p2pfl topology generate ... --base-port P`, or run every node "
+            "on this machine with `p2pfl launch`"
+        )
+    missing = [i for i in nodes if i not in topology.addresses]
+    if missing:
+        raise ConfigError(
+            f"topology.file {scenario.topology.file}: no address for node(s) {missing}; "
+            'every node needs `address = "host:port"`'
+        )
+    return {i: topology.addresses[i] for i in nodes}
+
+
+def run_node_process(
+    scenario: Scenario,
+    node_id: int,
+    out_dir: str | Path,
+    *,
+    key_dir: str | None = None,
+    insecure: bool = False,
+    echo_events: bool = False,
+) -> int:
+    """Run node ``node_id`` of ``scenario`` to the end; the process exit status.
+
+    0: every round done; ``128 + signal``: stopped by SIGINT/SIGTERM. Configuration
+    problems raise :class:`~p2pfl.errors.ConfigError` before any socket opens.
+    """
+    torch.set_num_threads(1)
+    from p2pfl.experiment import build_experiment
+
+    exp = build_experiment(scenario)
+    setup = NodeSetup.from_experiment(exp, node_id)
+    addresses = node_addresses(scenario, exp.topology, [node_id, *setup.neighbours])
+    security = security_for_node(
+        exp.topology, node_id, key_dir, insecure=insecure or scenario.network.insecure
+    )
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log = NodeLog(node_id, log_path(out, node_id), echo=sys.stdout if echo_events else None)
+    try:
+        return asyncio.run(_serve(setup, addresses, security, log, out))
+    finally:
+        log.close()
+
+
+async def _serve(
+    setup: NodeSetup,
+    addresses: Mapping[int, str],
+    security: SecurityContext,
+    log: NodeLog,
+    out: Path,
+) -> int:
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+    assert main is not None
+    caught: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not caught:  # a second signal while saying bye changes nothing
+            caught.append(signum)
+            main.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop, signum)
+    me = setup.node_id
+    peers = {j: addresses[j] for j in setup.neighbours}
+    max_bytes = int(setup.network.max_message_mb * 2**20)
+    with security.socket_hook() as hook:
+        options = TransportOptions(max_message_bytes=max_bytes, configure_socket=hook)
+        transport = ZmqTransport(me, bind_address(addresses[me]), peers, options=options)
+        try:
+            node = Node(
+                setup,
+                transport,
+                log=log,
+                sender_of=security.sender_of,
+                checkpoint_dir=str(out / "checkpoints") if setup.network.checkpoint_every else None,
+            )
+            try:
+                result = await node.run()
+            except asyncio.CancelledError:
+                if not caught:
+                    raise
+                main.uncancel()
+                return 128 + caught[0]
+            np.save(params_path(out, me), result.params.numpy(), allow_pickle=False)
+            return 0
+        finally:
+            await transport.close()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)

@@ -1,0 +1,130 @@
+"""Sweep grids: ``--grid key=v1,v2,...`` axes and their cartesian product.
+
+Each value is parsed exactly like a ``--set`` value (:func:`p2pfl.config.parse_override`:
+a TOML value, or a bare word taken as a string), so ``--grid model.params.hidden=[32],[64,64]``
+gives two lists. Commas separate values only at the top level: inside brackets, braces or
+quotes they belong to the value.
+
+A :class:`Cell` is one point of the product plus one seed; its overrides are plain
+``key=text`` strings, so the scenario a cell runs is ``load_scenario(path, set + cell)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from p2pfl.config import parse_override
+from p2pfl.errors import ConfigError
+
+SEED_KEY = "run.seed"
+_OPEN = {"[": "]", "{": "}"}
+
+
+@dataclass(frozen=True)
+class GridAxis:
+    """One swept key and its values: ``texts`` as written, ``values`` as parsed."""
+
+    key: str
+    texts: tuple[str, ...]
+    values: tuple[Any, ...]
+
+    def __post_init__(self) -> None:
+        if not self.texts or len(self.texts) != len(self.values):
+            raise ConfigError(f"--grid {self.key}: needs at least one value")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of a sweep: a value for every swept key, and a seed."""
+
+    values: tuple[tuple[str, str], ...]  # (key, value text), in axis order
+    seed: int
+
+    @property
+    def overrides(self) -> list[str]:
+        """``--set``-style overrides for this cell (the seed last, so it always wins)."""
+        return [f"{k}={v}" for k, v in self.values] + [f"{SEED_KEY}={self.seed}"]
+
+    def label(self) -> str:
+        parts = [f"{k.rsplit('.', 1)[-1]}={display(v)}" for k, v in self.values]
+        return " ".join([*parts, f"seed={self.seed}"])
+
+
+def display(text: str) -> str:
+    """A value as shown in tables: quotes around a TOML string dropped."""
+    t = text.strip()
+    if len(t) >= 2 and t[0] == t[-1] and t[0] in "\"'":
+        return t[1:-1]
+    return t
+
+
+def split_values(text: str) -> list[str]:
+    """Split ``v1,v2,...`` on top-level commas (not inside ``[]``, ``{}`` or quotes)."""
+    parts: list[str] = []
+    stack: list[str] = []
+    quote = ""
+    start = 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in _OPEN:
+            stack.append(_OPEN[ch])
+        elif ch in "]}":
+            if not stack or stack.pop() != ch:
+                raise ConfigError(f"--grid value {text!r}: unbalanced {ch!r}")
+        elif ch == "," and not stack:
+            parts.append(text[start:i])
+            start = i + 1
+    if quote or stack:
+        raise ConfigError(f"--grid value {text!r}: unclosed {quote or '[ or {'}")
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def parse_axis(text: str) -> GridAxis:
+    """Parse one ``--grid key=v1,v2,...`` argument."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not raw.strip():
+        raise ConfigError(f"--grid {text!r}: expected section.key=v1,v2,...")
+    if "." not in key:
+        raise ConfigError(
+            f"--grid {text!r}: the key must name a section and a key, e.g. aggregator.name"
+        )
+    texts = split_values(raw)
+    if any(not t for t in texts):
+        raise ConfigError(f"--grid {text!r}: empty value in the list")
+    values = []
+    for t in texts:
+        _, value = parse_override(f"{key}={t}")
+        values.append(value)
+    if len({repr(v) for v in values}) != len(values):
+        raise ConfigError(f"--grid {text!r}: a value is listed twice")
+    return GridAxis(key, tuple(texts), tuple(values))
+
+
+def parse_grid(texts: Sequence[str]) -> list[GridAxis]:
+    """Parse every ``--grid`` argument; a key swept twice is an error."""
+    axes = [parse_axis(t) for t in texts]
+    seen: set[str] = set()
+    for axis in axes:
+        if axis.key in seen:
+            raise ConfigError(f"--grid {axis.key}: swept twice; list all its values in one --grid")
+        seen.add(axis.key)
+    return axes
+
+
+def expand(axes: Sequence[GridAxis], seeds: Sequence[int]) -> list[Cell]:
+    """The cartesian product of the axes (first axis slowest) times the seeds (fastest)."""
+    if not seeds:
+        raise ConfigError("--seeds: need at least one seed")
+    if any(a.key == SEED_KEY for a in axes):
+        raise ConfigError("--grid run.seed: use --seeds K (seeds run.seed .. run.seed+K-1) instead")
+    combos = itertools.product(*[[(a.key, t) for t in a.texts] for a in axes])
+    return [Cell(tuple(combo), seed) for combo in combos for seed in seeds]

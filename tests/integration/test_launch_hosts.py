@@ -1,0 +1,185 @@
+"""One run over two "hosts" (127.0.0.1 and 127.0.0.2), one ``p2pfl launch --host`` each,
+merged by ``p2pfl report``: the merged result is the simulator's."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+from p2pfl.config import load_scenario
+from p2pfl.experiment import build_experiment
+from p2pfl.sim import Simulation
+from p2pfl.topology import Topology, save_topology
+from p2pfl.transport import free_tcp_ports
+
+pytestmark = pytest.mark.timeout(240)
+
+HOSTS = {0: "127.0.0.1", 1: "127.0.0.1", 2: "127.0.0.2", 3: "127.0.0.2"}
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Ids of live processes whose command line contains ``text`` (our unique tmp path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for the run; afterwards no process started for it may still be alive."""
+    yield tmp_path
+    leaked = processes_mentioning(str(tmp_path))
+    for pid in leaked:  # ours: their command lines name our private tmp directory
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert leaked == [], f"processes left running: {leaked}"
+
+
+def second_loopback_works() -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.2", 0))
+        except OSError:
+            return False
+    return True
+
+
+def p2pfl(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "p2pfl", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.mark.skipif(not second_loopback_works(), reason="127.0.0.2 is not usable here")
+def test_two_hosts_launched_separately_and_merged_match_the_simulator(run_dir: Path) -> None:
+    ports = {h: iter(free_tcp_ports(2, h)) for h in set(HOSTS.values())}
+    topology = Topology(
+        graph=nx.cycle_graph(4),
+        addresses={i: f"{h}:{next(ports[h])}" for i, h in HOSTS.items()},
+        name="ring-4-two-hosts",
+    )
+    save_topology(topology, run_dir / "ring.toml")
+    scenario_file = run_dir / "two-hosts.toml"
+    scenario_file.write_text(
+        '[run]\nname = "two-hosts"\nrounds = 4\neval_every = 2\n'
+        '[topology]\nfile = "ring.toml"\n'
+        "[byzantine]\ncount = 0\n"
+        '[aggregator]\nname = "mean"\nf = 0\n'
+        "[network]\ninsecure = true\n"
+    )
+    outs = {h: run_dir / f"out-{h}" for h in ("127.0.0.1", "127.0.0.2")}
+    launches = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "p2pfl",
+                "launch",
+                str(scenario_file),
+                "--host",
+                h,
+                "--out",
+                str(out),
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for h, out in outs.items()
+    ]
+    try:
+        finished = [p.communicate(timeout=150) for p in launches]
+    finally:
+        for p in launches:
+            if p.poll() is None:
+                p.terminate()  # launch stops its nodes on SIGTERM
+                p.wait(timeout=30)
+
+    assert [p.returncode for p in launches] == [0, 0], finished
+    report = p2pfl("report", *map(str, outs.values()), "--out", str(run_dir / "merged"), "--quiet")
+    assert report.returncode == 0, report.stderr
+    sim = Simulation(build_experiment(load_scenario(scenario_file))).run()
+    merged = run_dir / "merged"
+    summary = json.loads((merged / "summary.json").read_text())
+    assert summary["mode"] == "report"
+    assert summary["nodes_reported"] == [0, 1, 2, 3]
+    assert summary["honest_accuracy_mean"] == pytest.approx(
+        float(sim.final.honest_accuracy.mean()), abs=1e-6
+    )
+    assert summary["consensus_distance"] == pytest.approx(sim.final.consensus_distance, rel=1e-3)
+    for h, out in outs.items():
+        here = json.loads((out / "summary.json").read_text())
+        assert here["nodes_here"] == [i for i, host in HOSTS.items() if host == h]
+    for name in ("metrics.jsonl", "accuracy.png", "topology.png"):
+        assert (merged / name).is_file(), name
+
+
+def test_report_of_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
+    result = p2pfl("report", str(tmp_path), "--out", str(tmp_path / "r"), timeout=60)
+    assert result.returncode == 2
+    assert "no summary.json; not an output directory of p2pfl launch" in result.stderr
+
+
+def test_sigterm_to_launch_stops_every_node_process(run_dir: Path) -> None:
+    out = run_dir / "out"
+    launch = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "p2pfl",
+            "launch",
+            "--out",
+            str(out),
+            "--insecure",
+            "--set",
+            "topology.n=4",
+            "--set",
+            "topology.kind=ring",
+            "--set",
+            "topology.params={}",
+            "--set",
+            "byzantine.count=0",
+            "--set",
+            "run.rounds=100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert launch.stdout is not None
+        lines = []
+        for line in launch.stdout:  # blocks on the pipe: no sleeps
+            lines.append(line)
+            if "node processes running" in line:
+                break
+        assert processes_mentioning(str(out / "nodes")), lines  # they run now
+        launch.send_signal(signal.SIGTERM)
+        _, err = launch.communicate(timeout=60)
+    finally:
+        if launch.poll() is None:
+            launch.kill()
+            launch.wait()
+
+    assert launch.returncode == 128 + signal.SIGTERM, err
+    assert "every node process was stopped" in err
+    assert processes_mentioning(str(out / "nodes")) == []

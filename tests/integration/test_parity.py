@@ -1,0 +1,117 @@
+"""``p2pfl launch`` (real processes, real sockets on 127.0.0.1) reproduces ``p2pfl sim``.
+
+Same scenario and seed, no faults: every node's accuracy at every evaluation round
+is the simulator's, and every final parameter vector equals the simulator's to
+1e-5 relative. The scenario has a sign-flipping attacker, so the Byzantine path
+(its view built from what it actually received) is compared too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p2pfl.config import load_scenario
+from p2pfl.experiment import build_experiment
+from p2pfl.sim import Simulation
+
+pytestmark = pytest.mark.timeout(180)
+
+SCENARIO = """
+[run]
+name = "parity"
+seed = 3
+rounds = 4
+eval_every = 2
+
+[model]
+name = "mlp"
+params = { hidden = [32] }
+
+[training]
+local_steps = 3
+
+[topology]
+kind = "ring"
+n = 6
+params = {}
+
+[byzantine]
+nodes = [2]
+attack = "sign_flip"
+
+[aggregator]
+name = "median"
+f = 1
+"""
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Ids of live processes whose command line contains ``text`` (our unique tmp path)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory for the run; afterwards no process started for it may still be alive."""
+    yield tmp_path
+    leaked = processes_mentioning(str(tmp_path))
+    for pid in leaked:  # ours: their command lines name our private tmp directory
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    assert leaked == [], f"processes left running: {leaked}"
+
+
+def test_launch_matches_the_simulator(run_dir: Path) -> None:
+    scenario_file = run_dir / "parity.toml"
+    scenario_file.write_text(SCENARIO)
+    out = run_dir / "launch"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "p2pfl", "launch", str(scenario_file), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    sim = Simulation(build_experiment(load_scenario(scenario_file))).run()
+
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 6 * len(sim.history)
+    for m in sim.history:
+        for node in range(6):
+            (rec,) = [r for r in records if r["round"] == m.round and r["node"] == node]
+            assert rec["accuracy"] == pytest.approx(float(m.accuracy[node]), abs=1e-6)
+            assert rec["byzantine"] == (node == 2)
+    for node in range(6):
+        final = np.load(out / "nodes" / f"node-{node}.npy", allow_pickle=False)
+        expected = sim.params[node].numpy()
+        assert np.linalg.norm(final - expected) <= 1e-5 * np.linalg.norm(expected)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "launch"
+    assert summary["secure"] is True  # generated topology: launch made CurveZMQ keys
+    assert summary["honest_accuracy_mean"] == pytest.approx(
+        float(sim.final.honest_accuracy.mean()), abs=1e-6
+    )
+    assert set(summary["node_exits"].values()) == {"completed"}
+    for name in ("accuracy.png", "topology.png", "topology.toml", "nodes/node-0.jsonl"):
+        assert (out / name).is_file(), name
