@@ -124,7 +124,9 @@ def choose_byzantine(scenario: Scenario, topology: Topology) -> frozenset[int]:
             "byzantine.placement_params",
             reserved={"seed": "run.seed"},
         )
-        chosen = frozenset(place(topology.graph, cfg.count, seed=derive_seed(scenario.run.seed, 0xB42)))
+        chosen = frozenset(
+            place(topology.graph, cfg.count, seed=derive_seed(scenario.run.seed, 0xB42))
+        )
     if len(chosen) >= n:
         raise ConfigError(f"byzantine: all {n} nodes are Byzantine; at least one must be honest")
     return chosen
@@ -140,7 +142,9 @@ def _per_node_f(scenario: Scenario, graph: nx.Graph, byzantine: frozenset[int]) 
     return torch.full((n,), int(scenario.aggregator.f), dtype=torch.int64)
 
 
-def check_rule_fits(exp_graph: nx.Graph, agg: Aggregator, f: torch.Tensor, nodes: list[int], silent: frozenset[int]) -> None:
+def check_rule_fits(
+    exp_graph: nx.Graph, agg: Aggregator, f: torch.Tensor, nodes: list[int], silent: frozenset[int]
+) -> None:
     """Every node in ``nodes`` must receive enough vectors for its rule and ``f``."""
     for i in nodes:
         inputs = 1 + sum(1 for j in exp_graph.neighbors(i) if j not in silent)

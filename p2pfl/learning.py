@@ -47,7 +47,7 @@ class LocalData:
         """The shards of ``nodes`` only (what a single node process holds)."""
         parts = [
             (self.x[o : o + s], self.y[o : o + s])
-            for o, s in zip(self.offsets[nodes].tolist(), self.sizes[nodes].tolist())
+            for o, s in zip(self.offsets[nodes].tolist(), self.sizes[nodes].tolist(), strict=True)
         ]
         return LocalData.from_shards(parts)
 

@@ -92,9 +92,7 @@ def attack_view(
         own=own,
         honest=honest,
         targets=tvec,
-        target_weights=mixing[tgt, attacker].to(torch.float32)
-        if tgt
-        else torch.zeros(0),
+        target_weights=mixing[tgt, attacker].to(torch.float32) if tgt else torch.zeros(0),
         target_pull=torch.stack(pulls) if pulls else own.new_zeros((0, own.numel())),
         target_byzantine_weight=torch.tensor(byz_weight, dtype=torch.float32),
         n=n,

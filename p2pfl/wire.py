@@ -53,9 +53,9 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import msgpack
-import xxhash
 import numpy as np
 import torch
+import xxhash
 import zmq
 
 from p2pfl.errors import DecodeError

@@ -84,10 +84,16 @@ def run(args: argparse.Namespace) -> int:
     exp = build_experiment(scenario)
     out = output_dir(args.out, scenario, "sim")
     sim = Simulation(exp)
-    if args.quiet or not sys.stderr.isatty() and not sys.stdout.isatty():
+    if args.quiet or not (sys.stderr.isatty() or sys.stdout.isatty()):
         result = sim.run()
     else:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         with Progress(
             TextColumn("[bold]{task.description}"),

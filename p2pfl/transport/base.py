@@ -53,10 +53,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import zmq
-from typing_extensions import Self
 
 from p2pfl.errors import ConfigError, P2PFLError
 from p2pfl.wire import Frame

@@ -67,7 +67,7 @@ def test_coerce(value: object, hint: object, ok: bool) -> None:
     if ok:
         coerce(value, hint, "k")
     else:
-        with pytest.raises(ConfigError, match="^k"):
+        with pytest.raises(ConfigError, match=r"^k"):
             coerce(value, hint, "k")
 
 
