@@ -57,3 +57,50 @@ def test_main_job_runs_and_reaches_promised_accuracy(tmp_path: Path) -> None:
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 16 * 25  # 16 nodes x 25 evaluation rounds (every 2 of 50)
     assert "final honest accuracy" in proc.stdout
+
+
+def tour_blocks() -> list[tuple[str, str]]:
+    """Every other command block of the README: (language, code)."""
+    text = (ROOT / "README.md").read_text()
+    rest = text.split("## Quick start", 1)[1].split("\n## ", 1)[1]
+    return re.findall(r"```(bash|python)\n(.*?)```", rest, re.S)
+
+
+def test_tour_has_commands_for_each_use() -> None:
+    code = "\n".join(c for _, c in tour_blocks())
+    for needle in (
+        "p2pfl launch",
+        "p2pfl keys generate",
+        "p2pfl report",
+        "p2pfl sweep",
+        "simulate(",
+    ):
+        assert needle in code
+
+
+@pytest.mark.timeout(900)
+def test_every_tour_command_works_as_written(tmp_path: Path) -> None:
+    for name in ("sims", "topologies"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    for lang, code in tour_blocks():
+        if lang == "bash":
+            proc = subprocess.run(
+                ["bash", "-e", "-c", code],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        else:
+            proc = subprocess.run(
+                [sys.executable, "-c", code],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        assert proc.returncode == 0, f"{code}\n---\n{proc.stderr[-3000:]}"
+    summary = json.loads((tmp_path / "runs" / "mynet" / "summary.json").read_text())
+    assert summary["honest_accuracy_mean"] > 0.8
+    assert (tmp_path / "runs" / "sweep" / "results.csv").read_text().count("\n") == 1 + 3 * 2 * 2
+    assert (tmp_path / "runs" / "alie-64" / "summary.json").exists()
