@@ -15,6 +15,7 @@ weights sums to one.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -50,6 +51,92 @@ def byzantine_state(own: torch.Tensor, honest_received: torch.Tensor) -> torch.T
     return torch.cat([own.reshape(1, -1), honest_received]).mean(0)
 
 
+@dataclass(frozen=True)
+class AttackGeometry:
+    """What a Byzantine node knows of the graph around it: fixed for a run.
+
+    ``visible`` are the honest nodes whose vectors it may use; ``targets`` the
+    neighbours it sends to. ``pull_weights[k, j]`` is ``W_ik`` for target ``i =
+    targets[k]`` and honest neighbour ``pull_sources[j]`` of ``i`` whose vector the
+    attacker sees, so a target's honest pull ``sum_k W_ik (x_k - x_i)`` is one
+    matrix product per round.
+    """
+
+    attacker: int
+    visible: list[int]
+    targets: list[int]
+    target_weights: torch.Tensor  # (t,)
+    pull_sources: list[int]
+    pull_weights: torch.Tensor  # (t, K)
+    target_byzantine_weight: torch.Tensor  # (t,)
+    n: int
+
+    def view(
+        self,
+        vectors: Callable[[Sequence[int]], torch.Tensor],
+        f: int,
+        seed: int,
+        round_: int,
+    ) -> AttackView:
+        """This round's :class:`AttackView`; ``vectors(ids)`` returns ``(len(ids), d)``."""
+        own = vectors([self.attacker])[0]
+        honest = vectors(self.visible) if self.visible else own.reshape(1, -1)
+        tvec = vectors(self.targets) if self.targets else own.new_zeros((0, own.numel()))
+        if self.pull_sources:
+            pull = self.pull_weights @ vectors(self.pull_sources)
+            pull = pull - self.pull_weights.sum(1, keepdim=True) * tvec
+        else:
+            pull = torch.zeros_like(tvec)
+        return AttackView(
+            own=own,
+            honest=honest,
+            targets=tvec,
+            target_weights=self.target_weights,
+            target_pull=pull,
+            target_byzantine_weight=self.target_byzantine_weight,
+            n=self.n,
+            f=f,
+            generator=generator_for(seed, self.attacker, round_, ATTACK_STREAM),
+        )
+
+
+def attack_geometry(
+    attacker: int,
+    visible: Sequence[int],
+    targets: Sequence[int],
+    neighbours_of: Callable[[int], Sequence[int]],
+    byzantine: frozenset[int],
+    mixing: torch.Tensor,
+) -> AttackGeometry:
+    """Precompute :class:`AttackGeometry`; ``n`` is the median size of a target's aggregation."""
+    seen = sorted(visible)
+    seen_set = set(seen)
+    tgt = list(targets)
+    column: dict[int, int] = {}
+    rows: list[tuple[int, int, float]] = []
+    byz_weight, sizes = [], []
+    for k, i in enumerate(tgt):
+        nbrs = list(neighbours_of(i))
+        sizes.append(len(nbrs) + 1)
+        for j in nbrs:
+            if j not in byzantine and j in seen_set:
+                rows.append((k, column.setdefault(j, len(column)), float(mixing[i, j])))
+        byz_weight.append(float(mixing[i, [j for j in nbrs if j in byzantine]].sum()))
+    pull_weights = torch.zeros((len(tgt), len(column)), dtype=torch.float32)
+    for k, c, w in rows:
+        pull_weights[k, c] = w
+    return AttackGeometry(
+        attacker=attacker,
+        visible=seen,
+        targets=tgt,
+        target_weights=mixing[tgt, attacker].to(torch.float32) if tgt else torch.zeros(0),
+        pull_sources=sorted(column, key=column.__getitem__),
+        pull_weights=pull_weights,
+        target_byzantine_weight=torch.tensor(byz_weight, dtype=torch.float32),
+        n=int(torch.tensor(sizes).median()) if sizes else 1,
+    )
+
+
 def attack_view(
     attacker: int,
     vectors: Callable[[Sequence[int]], torch.Tensor],
@@ -64,41 +151,11 @@ def attack_view(
 ) -> AttackView:
     """What Byzantine node ``attacker`` knows when it crafts this round's messages.
 
-    ``vectors(ids)`` returns the ``(len(ids), d)`` vectors of nodes it can see;
-    ``visible`` lists the honest nodes whose vectors it may use (its honest
-    neighbours for a local attacker, every honest node for an omniscient one);
-    ``targets`` are the neighbours it sends to (their vectors must be visible or
-    received). ``n`` is the median size of a target's aggregation.
+    One-shot form of :func:`attack_geometry` followed by :meth:`AttackGeometry.view`
+    (callers that craft every round should keep the geometry).
     """
-    own = vectors([attacker])[0]
-    seen = sorted(visible)
-    honest = vectors(seen) if seen else own.reshape(1, -1)
-    seen_set = set(seen)
-    tgt = list(targets)
-    tvec = vectors(tgt) if tgt else own.new_zeros((0, own.numel()))
-    pulls, byz_weight, sizes = [], [], []
-    for k, i in enumerate(tgt):
-        nbrs = list(neighbours_of(i))
-        sizes.append(len(nbrs) + 1)
-        honest_k = [j for j in nbrs if j not in byzantine and j in seen_set]
-        if honest_k:
-            w = mixing[i, honest_k].to(torch.float32).reshape(-1, 1)
-            pulls.append((w * (vectors(honest_k) - tvec[k])).sum(0))
-        else:
-            pulls.append(torch.zeros_like(own))
-        byz_weight.append(float(mixing[i, [j for j in nbrs if j in byzantine]].sum()))
-    n = int(torch.tensor(sizes).median()) if sizes else 1
-    return AttackView(
-        own=own,
-        honest=honest,
-        targets=tvec,
-        target_weights=mixing[tgt, attacker].to(torch.float32) if tgt else torch.zeros(0),
-        target_pull=torch.stack(pulls) if pulls else own.new_zeros((0, own.numel())),
-        target_byzantine_weight=torch.tensor(byz_weight, dtype=torch.float32),
-        n=n,
-        f=f,
-        generator=generator_for(seed, attacker, round_, ATTACK_STREAM),
-    )
+    geometry = attack_geometry(attacker, visible, targets, neighbours_of, byzantine, mixing)
+    return geometry.view(vectors, f, seed, round_)
 
 
 def craft_messages(attack: Attack, view: AttackView) -> torch.Tensor:

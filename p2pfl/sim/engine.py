@@ -2,7 +2,7 @@
 
 Per round ``r`` (1-based): every node runs local SGD (all nodes at once, see
 :func:`p2pfl.learning.local_steps`); vector attackers craft their messages from
-what they can see (:func:`p2pfl.rounds.attack_view`); every node that follows
+what they can see (:class:`p2pfl.rounds.AttackGeometry`); every node that follows
 the protocol aggregates its own and its received vectors with the rule, one
 batched call per :class:`~p2pfl.sim.plan.AggregationGroup`; Byzantine nodes keep
 the mean of their own and their honest neighbours' vectors. Every
@@ -13,7 +13,7 @@ held-out test set. The same scenario and seed give the same numbers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -21,7 +21,7 @@ import torch
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import evaluate, local_steps
-from p2pfl.rounds import aggregate, attack_view, craft_messages
+from p2pfl.rounds import AttackGeometry, aggregate, attack_geometry, craft_messages
 from p2pfl.sim.plan import RoundPlan, make_plan
 
 
@@ -80,6 +80,20 @@ class Simulation:
         self._nodes = torch.arange(n)
         self._honest_mask = torch.ones(n, dtype=torch.bool)
         self._honest_mask[list(experiment.byzantine)] = False
+        omniscient = experiment.scenario.byzantine.knowledge == "omniscient"
+        self._geometry: list[tuple[AttackGeometry, int]] = []
+        for b in self.plan.attackers:
+            targets = self.plan.attacker_targets[b]
+            visible = (
+                experiment.honest
+                if omniscient
+                else [j for j in experiment.neighbours(b) if j not in experiment.byzantine]
+            )
+            geometry = attack_geometry(
+                b, visible, targets, experiment.neighbours, experiment.byzantine, experiment.mixing
+            )
+            f_view = max((int(experiment.f_per_node[i]) for i in targets), default=0)
+            self._geometry.append((geometry, f_view))
 
     def step(self) -> None:
         """Advance one round."""
@@ -112,34 +126,14 @@ class Simulation:
             return trained
         assert exp.attack is not None
         extra = trained.new_empty((plan.extra_rows, trained.shape[1]))
-        omniscient = exp.scenario.byzantine.knowledge == "omniscient"
-        everyone_honest = exp.honest
 
-        def vectors(ids: object) -> torch.Tensor:
-            return trained[list(ids)]  # type: ignore[call-overload]
+        def vectors(ids: Sequence[int]) -> torch.Tensor:
+            return trained[list(ids)]
 
-        for b in plan.attackers:
-            targets = plan.attacker_targets[b]
-            visible = (
-                everyone_honest
-                if omniscient
-                else [j for j in exp.neighbours(b) if j not in exp.byzantine]
-            )
-            f_view = max((int(exp.f_per_node[i]) for i in targets), default=0)
-            view = attack_view(
-                b,
-                vectors,
-                visible,
-                targets,
-                exp.neighbours,
-                exp.byzantine,
-                exp.mixing,
-                f_view,
-                exp.seed,
-                r,
-            )
-            start = plan.attacker_rows[b] - exp.n
-            extra[start : start + len(targets)] = craft_messages(exp.attack, view)
+        for geometry, f_view in self._geometry:
+            view = geometry.view(vectors, f_view, exp.seed, r)
+            start = plan.attacker_rows[geometry.attacker] - exp.n
+            extra[start : start + len(geometry.targets)] = craft_messages(exp.attack, view)
         return torch.cat([trained, extra])
 
     def evaluate(self) -> RoundMetrics:
