@@ -69,7 +69,10 @@ class FunctionalModel:
         self.layout = ParamLayout.of(model)
         self.trainable = self.layout.trainable_mask.to(torch.float32)
         self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.layout.slots]
-        self._grad_loss = vmap(grad_and_value(self._loss))
+        # Gradients are taken w.r.t. each named tensor, not the flat vector: the
+        # backward of slicing a flat vector would build a zero-filled (N, d) tensor
+        # per slot; one concatenation at the end is cheaper.
+        self._grad_loss = vmap(grad_and_value(self._loss_of_state))
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
 
     def state(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -78,15 +81,19 @@ class FunctionalModel:
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, self.state(flat), (x,))
 
-    def _loss(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(self.forward(flat, x), y)
+    def _loss_of_state(
+        self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        return F.cross_entropy(functional_call(self.module, state, (x,)), y)
 
     def grads(
         self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``."""
-        g, loss = self._grad_loss(params, x, y)
-        return g, loss
+        n = params.shape[0]
+        state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
+        g, loss = self._grad_loss(state, x, y)
+        return torch.cat([g[name].reshape(n, -1) for name, *_ in self._slots], dim=1), loss
 
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)``."""
