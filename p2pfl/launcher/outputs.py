@@ -90,6 +90,39 @@ def sort_records(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["round"], r["node"]))
 
 
+def node_rejections(node_counters: Mapping[str, Any]) -> dict[str, Any]:
+    """Per node, what it refused to use: the ``"rejections"`` key of ``summary.json``.
+
+    ``node_counters`` maps node id to its end event's counters
+    (:meth:`p2pfl.node.metrics.NodeCounters.as_dict`). For each node: ``accepted``,
+    ``rejected`` and ``by_reason`` (boundary checks, :mod:`p2pfl.validation`, summed
+    over peers), ``by_peer`` (each peer's rejections by reason, peers with none
+    omitted), ``inbox_dropped`` (accepted vectors the round inbox dropped: late,
+    too far ahead, duplicate) and ``outbox_dropped`` + ``sends_dropped`` (own
+    messages given up). A node without counters (killed) is omitted.
+    """
+    out: dict[str, Any] = {}
+    for node, counters in sorted(node_counters.items(), key=lambda kv: int(kv[0])):
+        if not isinstance(counters, Mapping) or not isinstance(counters.get("rejections"), Mapping):
+            continue
+        rej = counters["rejections"]
+        by_peer = rej.get("by_peer", {})
+        out[str(node)] = {
+            "accepted": int(rej.get("accepted", 0)),
+            "rejected": int(rej.get("rejected", 0)),
+            "by_reason": dict(rej.get("by_reason", {})),
+            "by_peer": {
+                peer: dict(v["rejected"])
+                for peer, v in by_peer.items()
+                if isinstance(v, Mapping) and v.get("rejected")
+            },
+            "inbox_dropped": dict(counters.get("inbox_dropped", {})),
+            "outbox_dropped": int(counters.get("outbox_dropped", 0)),
+            "sends_dropped": int(counters.get("sends_dropped", 0)),
+        }
+    return out
+
+
 def write_run(
     out: Path,
     records: Sequence[dict[str, Any]],
@@ -101,9 +134,16 @@ def write_run(
     title: str,
     plots: bool = True,
 ) -> dict[str, Any]:
-    """``metrics.jsonl``, ``summary.json`` and (optionally) the two plots; returns the summary."""
+    """``metrics.jsonl``, ``summary.json`` and (optionally) the two plots; returns the summary.
+
+    With ``extra["node_counters"]`` (launch, report) the summary also gets
+    ``"rejections"``: :func:`node_rejections` of them.
+    """
     ordered = sort_records(records)
     write_metrics(out / "metrics.jsonl", ordered)
+    counters = extra.get("node_counters")
+    if isinstance(counters, Mapping):
+        extra = {**extra, "rejections": node_rejections(counters)}
     summary = summarize_records(ordered, scenario, wall_seconds, extra=extra)
     write_json(out / "summary.json", summary)
     if plots:

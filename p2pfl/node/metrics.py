@@ -12,7 +12,12 @@ Each node process writes ``node-<id>.jsonl``: one JSON object per line, each wit
 ``eval``    a metrics record: ``round``, ``byzantine``, ``accuracy``,
             ``test_loss``, ``train_loss`` (same keys as ``metrics.jsonl``)
 ``end``     ``status`` (``done`` / ``stopped`` / ``failed``), ``rounds_completed`` and the
-            counters of :meth:`NodeCounters.as_dict`
+            counters of :meth:`NodeCounters.as_dict`, among them ``rejections``:
+            messages accepted and refused, per peer and per reason
+            (:meth:`p2pfl.validation.RejectionCounters.as_dict`), next to the
+            inbox's (``inbox_dropped``) and outbox's (``outbox_dropped``,
+            ``sends_dropped``) drops; ``p2pfl launch`` / ``report`` sum them per
+            node under ``"rejections"`` in ``summary.json``
 ==========  ==================================================================
 
 Every line is flushed when written, so the log of a killed node is complete up
@@ -70,7 +75,12 @@ def _clean(value: Any) -> Any:
 
 
 class NodeLog:
-    """Appends events to a JSON-lines file (and optionally echoes them to a stream)."""
+    """Appends events to a JSON-lines file (and optionally echoes them to a stream).
+
+    :attr:`events` keeps every event in memory only for a log without a file (tests,
+    in-process runs); a node process logging to a file keeps none, so a long run's
+    memory stays flat (``benchmarks/bench_memory.py``).
+    """
 
     def __init__(
         self, node: int, path: str | Path | None = None, echo: IO[str] | None = None
@@ -86,7 +96,8 @@ class NodeLog:
 
     def event(self, kind: str, **fields: Any) -> dict[str, Any]:
         record = _clean({"event": kind, "node": self.node, "time": time.time(), **fields})
-        self.events.append(record)
+        if self._file is None:
+            self.events.append(record)
         line = json.dumps(record) + "\n"
         if self._file is not None:
             self._file.write(line)

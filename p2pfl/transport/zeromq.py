@@ -6,8 +6,8 @@ Sockets (see :mod:`p2pfl.transport.base` for the semantics they implement):
   prefixes each message with the connection's routing id and fair-queues across
   connections, so a flooding neighbour cannot starve the others; each connection
   has its own RCVHWM queue.
-- DEALER per neighbour, connected to the neighbour's address, with routing id
-  ``b"n<node_id>"``: that id is what the receiver reports as ``Received.peer``.
+- DEALER per neighbour, connected to the neighbour's address. Who sent a message
+  (``Received.peer``) depends on whether the sockets are secured (see *Identity*).
   ``ZMQ_IMMEDIATE`` is on, so messages are queued only on a live connection: a send
   to a neighbour that is down waits (up to ``send_timeout_s``) for it to come up
   and is then dropped, instead of piling stale rounds into an unbounded backlog.
@@ -28,9 +28,28 @@ closing every socket in it: also those a hook opened there (CurveZMQ's ZAP handl
 must live in the same context), so closing the transport before or after stopping
 such a handler both work; stopping it afterwards finds its socket already closed.
 
-Identity clashes: a second connection announcing a routing id that is already
-connected is refused by the ROUTER (ZeroMQ's default, no ROUTER_HANDOVER) until the
-first one is gone, which heartbeats bound for a peer that vanished without closing.
+Identity
+    *Secured* (the hook made the socket use CurveZMQ, ``MECHANISM == CURVE``):
+    DEALERs announce no routing id, the ROUTER assigns each connection its own,
+    and ``Received.peer`` is the ZAP ``User-Id`` of the connection (the node id
+    :class:`p2pfl.security.NodeAuthenticator` gave the key that authenticated it;
+    ``None`` if it is not a node id). A routing id a peer announces is then used for
+    nothing: a listed neighbour that connects first announcing ``n<j>`` can neither
+    keep node ``j``'s connection out nor be taken for ``j``.
+
+    *Insecure*: DEALERs announce ``b"n<node_id>"`` and that claim is
+    ``Received.peer`` (nothing can check it: any peer can claim any id, and the
+    header's ``sender`` too). The ROUTER sets ``ROUTER_HANDOVER``: a new connection
+    announcing an id in use takes it over, so a squatter cannot keep the real node
+    out (its reconnection takes the id back), and a restarted node is heard at once
+    instead of after the heartbeat timeout of its dead connection.
+
+    Known libzmq limit (4.3.5, both modes): a peer that announces a routing id of
+    ZeroMQ's reserved form (a zero byte, then the 32-bit counter libzmq uses for
+    the ids it assigns) that a later connection is then assigned aborts the
+    receiving process (``Assertion failed: ok (src/socket_base.cpp)``). Only a peer
+    that completes the handshake (secured: a listed neighbour) can try. Only
+    another socket type for incoming messages (PULL: no routing ids) removes it.
 """
 
 from __future__ import annotations
@@ -71,6 +90,18 @@ def peer_of_routing_id(rid: bytes) -> int | None:
     return value if value < 2**31 else None
 
 
+def _peer_of_user_id(frame: zmq.Frame) -> int | None:
+    """The node id in a frame's ZAP ``User-Id`` (decimal, as NodeAuthenticator writes it)."""
+    try:
+        user_id = frame.get("User-Id")
+    except zmq.ZMQError:  # no such property: not an authenticated connection
+        return None
+    if not isinstance(user_id, str) or not (user_id.isascii() and user_id.isdigit()):
+        return None
+    value = int(user_id)
+    return value if value < 2**31 else None
+
+
 class ZmqTransport(Transport):
     """Transport over ZeroMQ TCP (or IPC) sockets; binds on construction.
 
@@ -95,6 +126,10 @@ class ZmqTransport(Transport):
         self._dealers: dict[int, zmq.asyncio.Socket] = {}
         try:
             self._router = self._socket(zmq.ROUTER, SocketRole.INCOMING, None)
+            # Read after the hook ran: it is what makes the ROUTER a CurveZMQ server.
+            self._authenticated = self._router.getsockopt(zmq.MECHANISM) == zmq.CURVE
+            if not self._authenticated:
+                self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
             try:
                 self._router.bind(bind_endpoint)
             except zmq.ZMQError as exc:
@@ -102,7 +137,10 @@ class ZmqTransport(Transport):
             self._endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
             for peer, address in sorted(self._addresses.items()):
                 dealer = self._socket(zmq.DEALER, SocketRole.OUTGOING, peer)
-                dealer.setsockopt(zmq.ROUTING_ID, routing_id(node_id))
+                if dealer.getsockopt(zmq.MECHANISM) != zmq.CURVE:
+                    # A CURVE server names us by our key's User-Id: announcing an id would
+                    # only let a squatter that announced it first keep this connection out.
+                    dealer.setsockopt(zmq.ROUTING_ID, routing_id(node_id))
                 dealer.setsockopt(zmq.IMMEDIATE, 1)
                 try:
                     dealer.connect(address)
@@ -152,6 +190,8 @@ class ZmqTransport(Transport):
             parts = cast(list[Any], await self._router.recv_multipart(copy=False))
         except zmq.ZMQError as exc:
             raise TransportError(f"receive failed: {exc}") from None
+        if self._authenticated:
+            return Received(_peer_of_user_id(parts[1]), parts[1:])
         return Received(peer_of_routing_id(parts[0].bytes), parts[1:])
 
     async def _close(self) -> None:
