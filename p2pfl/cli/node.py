@@ -2,13 +2,16 @@
 
 ::
 
-    p2pfl node SCENARIO.toml --id K [--out DIR] [--keys DIR | --insecure]
+    p2pfl node SCENARIO.toml --id K [--out DIR] [--keys DIR | --insecure] [--resume]
 
 The scenario must name a topology file with an address for this node and its
 neighbours (``topology.file``); the node binds its own address, connects to its
 neighbours, and runs every round (see :mod:`p2pfl.node`). It writes
 ``DIR/node-K.jsonl`` (events) and ``DIR/node-K.npy`` (final parameters).
 SIGINT/SIGTERM stop it cleanly (bye to neighbours, log flushed; exit 128+signal).
+With ``network.checkpoint_every = k`` it checkpoints into ``DIR/checkpoints`` every
+``k`` rounds; ``--resume`` (same ``--out``) restarts from the newest one and
+catches up with its neighbours' round (no checkpoint: a warning, round 1).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 from typing import Any
 
 from p2pfl.cli.common import add_scenario_arguments, output_dir, scenario_from_args
+from p2pfl.errors import ConfigError
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -38,6 +42,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="run without CurveZMQ (unencrypted, unauthenticated links)",
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="restart from the newest checkpoint in OUT/checkpoints and catch up with the "
+        "neighbours (no checkpoint: warn and start at round 1)",
+    )
+    p.add_argument(
         "--events", action="store_true", help="also print every event as a JSON line on stdout"
     )
     return p
@@ -47,6 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from p2pfl.node.metrics import read_node_log
     from p2pfl.node.process import log_path, run_node_process
 
+    if args.resume and not args.out:
+        raise ConfigError("--resume needs --out DIR: the output directory of the run to resume")
     scenario = scenario_from_args(args)
     out = output_dir(args.out, scenario, "node")
     code = run_node_process(
@@ -56,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         key_dir=args.keys,
         insecure=args.insecure,
         echo_events=args.events,
+        resume=args.resume,
     )
     if not args.events:
         evals = [e for e in read_node_log(log_path(out, args.node_id)) if e["event"] == "eval"]

@@ -43,9 +43,51 @@ Suspected and lagging neighbours
     its vector once and suspect it, then receive that vector after moving on (a
     vector of the previous round): the neighbour is alive and *lagging*, and in
     the next round it is waited for up to two deadlines, which brings the two
-    back in step. A vector arriving in time, or a hello, clears both states. In
-    a run without faults nobody misses a deadline, so none of this happens and
-    the simulator's numbers are reproduced exactly.
+    back in step. A vector arriving in time clears both states; so does a hello
+    during the handshake. Once rounds run, a neighbour saying hello again (it
+    restarted) is accepted back (answered, no longer counted as departed) but
+    stays suspected until one of its vectors arrives in time, so a restarted node
+    never makes its neighbours wait beyond these rules. In a run without faults
+    nobody misses a deadline, so none of this happens and the simulator's
+    numbers are reproduced exactly.
+
+Restart and catch-up
+    Built with ``resume=`` a :class:`~p2pfl.checkpoint.Checkpoint` (``p2pfl node
+    --resume``; checkpoints live in ``OUT/checkpoints``, see
+    :mod:`p2pfl.node.process`), the node restores its parameters, momentum and
+    train loss, and its hello announces the checkpoint's round ``c``. Every hello
+    announces the sender's round in progress, so the neighbours' answers tell the
+    restarted node where the run is (vectors received tell it too). Its
+    handshake ends early, one round deadline after the first neighbour ahead of
+    ``c`` answered (waiting out ``hello_timeout`` for a neighbour that is still
+    dead would only make it later). If the neighbours are in round ``R > c``
+    (``R``: the ``(f+1)``-th largest round they announced, so that up to ``f``
+    Byzantine neighbours cannot make it skip rounds), the
+    vectors of round ``R`` were sent while it was down, so it skips rounds
+    ``c+1 .. R`` and runs round ``T = R + 1`` (at most ``run.rounds``) as a
+    *catch-up round*: it neither trains nor sends, collects its neighbours'
+    round-``T`` vectors under the usual deadline and suspicion rules, and adopts
+    their aggregate: its stale vector is replaced by the coordinate-wise median of
+    what it received, then the rule is applied as in any round (own = that
+    median). With nothing received it keeps the checkpoint's parameters. Momentum
+    is kept from the checkpoint. From round ``T + 1`` on it is an ordinary node;
+    its neighbours stop suspecting it when its round-``T + 1`` vector arrives in
+    time. If no neighbour is ahead of ``c`` (the whole network restarted), it
+    simply continues with round ``c + 1``.
+
+Partitions
+    A vector from a neighbour two or more rounds away is refused by validation
+    (``stale_round`` / ``future_round``); the refusing node then sends that
+    neighbour a hello announcing its own round (a hello is answered only when it
+    announces a round not past the last one known of its sender, i.e. after a
+    restart, so hellos never bounce back and forth). At the start of each round
+    the node looks at the ``(f+1)``-th largest round its neighbours announced; two
+    or more rounds ahead of its own, it runs a catch-up round (as after a restart,
+    above) at the round after it. So when a partition heals, the side that fell
+    behind jumps to the other side's round, adopting the aggregate of what it
+    receives, and both sides mix again. In a run without faults no neighbour is
+    ever two rounds ahead (each waits for the other's vector), so this never
+    happens there.
 
 Too few inputs
     If fewer than ``aggregator.min_inputs(f)`` vectors (own included) are
@@ -77,6 +119,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +127,7 @@ from typing import Any
 import torch
 
 from p2pfl import __version__, wire
-from p2pfl.checkpoint import save_checkpoint
+from p2pfl.checkpoint import Checkpoint, save_checkpoint
 from p2pfl.errors import ProtocolError
 from p2pfl.learning import evaluate, local_steps
 from p2pfl.node.inbox import RoundInbox
@@ -122,7 +165,8 @@ class Node:
 
     ``rounds_ahead`` bounds how many rounds ahead of its own a neighbour's vectors
     are buffered; ``checkpoint_dir`` (with ``network.checkpoint_every > 0``) gets
-    an atomic checkpoint every that many rounds (:mod:`p2pfl.checkpoint`).
+    an atomic checkpoint every that many rounds (:mod:`p2pfl.checkpoint`);
+    ``resume`` restarts from a checkpoint (see "Restart and catch-up" above).
     """
 
     def __init__(
@@ -135,6 +179,7 @@ class Node:
         rounds_ahead: int = 2,
         outbox_capacity: int = 4,
         checkpoint_dir: str | None = None,
+        resume: Checkpoint | None = None,
     ) -> None:
         if transport.node_id != setup.node_id:
             raise ValueError(
@@ -166,9 +211,11 @@ class Node:
         self._train_loss = float("nan")
         self._round = 0
         self._nodes = torch.tensor([setup.node_id])
-        self._hello = wire.encode(
-            wire.Hello(setup.node_id, __version__, setup.fingerprint, setup.d, 0)
-        )
+        self._resumed_from: int | None = None
+        if resume is not None:
+            self._restore(resume)
+        self._peer_rounds: dict[int, int] = {}  # the latest round each neighbour announced
+        self._started = False  # the handshake is over: rounds run
         self._heard: set[int] = set()
         self._owe = {j: asyncio.Event() for j in setup.neighbours}  # hellos we owe
         self._byes: set[int] = set()
@@ -178,6 +225,35 @@ class Node:
         self._changed = asyncio.Event()  # set when a hello, bye or mismatch arrives
         self._outbox: Outbox | None = None
         self.evaluations: list[dict[str, Any]] = []
+
+    def _restore(self, ckpt: Checkpoint) -> None:
+        s = self.setup
+        if ckpt.node_id != s.node_id:
+            raise ValueError(f"checkpoint of node {ckpt.node_id} given to node {s.node_id}")
+        if ckpt.params.numel() != s.d:
+            raise ValueError(
+                f"checkpoint holds {ckpt.params.numel()} parameters; the model has {s.d}"
+            )
+        if not 0 <= ckpt.round <= s.rounds:
+            raise ValueError(f"checkpoint of round {ckpt.round}; the run has {s.rounds} rounds")
+        self._params = ckpt.params.detach().to(torch.float32).clone()
+        if self._momentum is not None and ckpt.momentum is not None:
+            self._momentum = ckpt.momentum.detach().to(torch.float32).reshape(1, -1).clone()
+        loss = ckpt.extra.get("train_loss")
+        self._train_loss = float(loss) if isinstance(loss, int | float) else float("nan")
+        self._round = ckpt.round
+        self._inbox.advance(ckpt.round)
+        # Until the catch-up round, every later round is let through validation: the
+        # neighbours' vectors are how this node learns where the run is (see _note_round).
+        self._expect = dataclasses.replace(
+            self._expect.at_round(ckpt.round), rounds_ahead=max(s.rounds, 1)
+        )
+        self._resumed_from = ckpt.round
+
+    @property
+    def resumed_from(self) -> int | None:
+        """The checkpoint round this node restarted from (``None``: a fresh start)."""
+        return self._resumed_from
 
     @property
     def params(self) -> torch.Tensor:
@@ -202,6 +278,8 @@ class Node:
             fingerprint=s.fingerprint,
             rounds=s.rounds,
         )
+        if self._resumed_from is not None:
+            self.log.event("resume", round=self._resumed_from)
         status = "stopped"
         try:
             async with Outbox(self.transport, s.neighbours, self._outbox_capacity) as outbox:
@@ -216,8 +294,7 @@ class Node:
                         # it before the handshake, so that round 1 starts in step with the others.
                         await asyncio.to_thread(self._warm_up)
                         await self._handshake()
-                        for r in range(1, s.rounds + 1):
-                            await self._run_round(r)
+                        await self._run_rounds()
                         status = "done"
                     except Exception:
                         status = "failed"  # cancelled (SIGTERM) stays "stopped"
@@ -249,11 +326,19 @@ class Node:
         start = loop.time()
         for owed in self._owe.values():
             owed.set()
+        shortened = False
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(start + s.network.hello_timeout):
+            async with asyncio.timeout_at(start + s.network.hello_timeout) as limit:
                 while not self._mismatched and not self._heard >= set(s.neighbours):
+                    if not shortened and self._ahead_of_me():
+                        # restarted mid-run: a neighbour still dead must not delay the catch-up
+                        when = limit.when()
+                        soon = loop.time() + s.network.round_timeout
+                        limit.reschedule(soon if when is None else min(when, soon))
+                        shortened = True
                     self._changed.clear()
                     await self._changed.wait()
+        self._started = True
         if self._mismatched:
             peers = ", ".join(str(p) for p in sorted(self._mismatched))
             raise ProtocolError(
@@ -270,7 +355,23 @@ class Node:
                 f"{s.network.hello_timeout:g} s (neighbours {list(s.neighbours)}): are their "
                 "processes running, and are the topology's addresses and keys right?"
             )
-        self.log.event("hello", heard=heard, missing=missing, seconds=loop.time() - start)
+        self.log.event(
+            "hello",
+            heard=heard,
+            missing=missing,
+            seconds=loop.time() - start,
+            neighbour_rounds={str(j): r for j, r in sorted(self._peer_rounds.items())},
+        )
+
+    def _ahead_of_me(self) -> bool:
+        """A resumed node heard a neighbour announce a round past its checkpoint's."""
+        c = self._resumed_from
+        return c is not None and any(r > c for r in self._peer_rounds.values())
+
+    def _hello(self) -> list[bytes | memoryview]:
+        """Our hello, announcing the round in progress (0 before the first)."""
+        s = self.setup
+        return wire.encode(wire.Hello(s.node_id, __version__, s.fingerprint, s.d, self._round))
 
     async def _greeter(self, peer: int) -> None:
         """Send ``peer`` our hello whenever we owe it one, until it is queued on a live connection.
@@ -285,7 +386,7 @@ class Node:
         while True:
             await owed.wait()
             try:
-                if await self.transport.send(peer, self._hello):
+                if await self.transport.send(peer, self._hello()):
                     owed.clear()
             except TransportClosed:
                 return
@@ -349,6 +450,87 @@ class Node:
         every = s.network.checkpoint_every
         if self._checkpoint_dir is not None and every and r % every == 0:
             await asyncio.to_thread(self._checkpoint, r)
+
+    def _ahead_round(self) -> int | None:
+        """Where the neighbours are: the ``(f+1)``-th largest round they announced (None: too few).
+
+        Taking the ``(f+1)``-th largest, not the largest, means at least one honest
+        neighbour is there: up to ``f`` Byzantine neighbours announcing a far round
+        cannot make this node skip rounds.
+        """
+        rounds = sorted(self._peer_rounds.values(), reverse=True)
+        k = self.setup.f + 1
+        return rounds[k - 1] if len(rounds) >= k else None
+
+    async def _run_rounds(self) -> None:
+        """Every round from the first (after a restart: see "Restart and catch-up") to the last."""
+        s = self.setup
+        r = 1
+        if self._resumed_from is not None:
+            self._expect = dataclasses.replace(self._expect, rounds_ahead=self._inbox.rounds_ahead)
+            r = self._resumed_from + 1
+            ahead = self._ahead_round()
+            if ahead is not None and ahead >= r and r <= s.rounds:
+                r = await self._catch_up(r, min(ahead + 1, s.rounds), ahead)
+            else:
+                self.log.event(
+                    "catch_up", resumed_from=self._resumed_from, neighbours_at=ahead, skipped=0
+                )
+        while r <= s.rounds:
+            ahead = self._ahead_round()
+            if ahead is not None and ahead >= r + 2:
+                # two or more rounds behind (a partition healed, or our neighbours gave up
+                # waiting for us): our vectors would be refused as stale; jump instead
+                r = await self._catch_up(r, min(ahead + 1, s.rounds), ahead)
+            else:
+                await self._run_round(r)
+                r += 1
+
+    async def _catch_up(self, r: int, target: int, ahead: int) -> int:
+        """Skip rounds ``r .. target-1``; run ``target`` as a catch-up round; the next round."""
+        s = self.setup
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        self._enter_round(target)
+        got, waited, _ = await self._collect(s.neighbours, start + s.network.round_timeout)
+        new, kept_own = await asyncio.to_thread(self._adopt, got)
+        self._params = new
+        self.counters.rounds_completed = target
+        self.counters.rounds_kept_own += kept_own
+        self.log.event(
+            "catch_up",
+            resumed_from=self._resumed_from,
+            from_round=r,
+            neighbours_at=ahead,
+            round=target,
+            skipped=target - r,
+            received=sorted(got),
+        )
+        self.log.event(
+            "round",
+            round=target,
+            seconds=loop.time() - start,
+            wait_seconds=waited,
+            received=sorted(got),
+            missing=[j for j in s.neighbours if j not in got],
+            suspected=sorted(self._suspects),
+            waited_longer_for=[],
+            kept_own=kept_own,
+            caught_up=True,
+        )
+        if s.evaluates_at(target):
+            await self._evaluate(target)
+        every = s.network.checkpoint_every
+        if self._checkpoint_dir is not None and every and target % every == 0:
+            await asyncio.to_thread(self._checkpoint, target)
+        return target + 1
+
+    def _adopt(self, got: dict[int, torch.Tensor]) -> tuple[torch.Tensor, bool]:
+        """The catch-up aggregate: the rule with own = coordinate-wise median of ``got``."""
+        if not got:
+            return self._params.clone(), True
+        stand_in = coordinate_median(torch.stack([got[j] for j in sorted(got)]))
+        return self._aggregate(stand_in.unsqueeze(0), got)
 
     async def _collect(
         self, expected: Sequence[int], deadline: float
@@ -518,13 +700,22 @@ class Node:
             except TransportClosed:
                 return
             sender = self._sender_of(received.peer, received.frames)
+            gaps = self._round_gaps(sender) if self._started and sender in self._owe else None
             message = screen(
                 received.frames, sender, self._expect, self._seen, self.counters.rejections
             )
             if message is None:
+                if sender is not None and gaps is not None and self._round_gaps(sender) > gaps:
+                    # two or more rounds apart: tell it where we are, so that whichever
+                    # of us is behind can catch up (see "Partitions")
+                    self._owe[sender].set()
                 self._note_rejection(sender)
             else:
                 self._dispatch(message)
+
+    def _round_gaps(self, sender: int | None) -> int:
+        reasons = self.counters.rejections.of(sender)
+        return reasons.get("stale_round", 0) + reasons.get("future_round", 0)
 
     def _note_rejection(self, sender: int | None) -> None:
         """A neighbour whose hello or vector does not fit our model fails the handshake."""
@@ -535,9 +726,21 @@ class Node:
             self._mismatched.add(sender)
             self._changed.set()
 
+    def _note_round(self, peer: int, round_: int) -> None:
+        """Remember where ``peer`` is; a resumed node not yet running buffers from there on."""
+        if round_ <= self._peer_rounds.get(peer, -1):
+            return
+        self._peer_rounds[peer] = round_
+        if self._resumed_from is not None and not self._started and round_ > self._inbox.round:
+            # vectors of the round the neighbours are in, and the next ones, must not be
+            # refused as "too far ahead" before the catch-up round starts
+            self._inbox.advance(round_)
+            self._expect = self._expect.at_round(round_)
+
     def _dispatch(self, message: wire.Message) -> None:
         peer = message.sender
         if isinstance(message, wire.Params):
+            self._note_round(peer, message.round)
             outcome = self._inbox.put(peer, message.round, message.vector)
             if peer in self._suspects:
                 if outcome == "stale":  # alive, one round behind: wait longer for it next round
@@ -546,11 +749,16 @@ class Node:
                 elif outcome == "accepted":  # alive and in step again
                     self._suspects.discard(peer)
         elif isinstance(message, wire.Hello):
-            if peer in self._heard:  # it restarted: it needs our hello again
+            known = self._peer_rounds.get(peer, -1)
+            if peer in self._heard and message.round <= known:
+                # it went back: it restarted, needs our hello again and is where it says
                 self._owe[peer].set()
+                self._peer_rounds[peer] = message.round
             self._heard.add(peer)
-            self._suspects.discard(peer)
-            self._lagging.discard(peer)
+            self._note_round(peer, message.round)
+            if not self._started:
+                self._suspects.discard(peer)
+                self._lagging.discard(peer)
             self._byes.discard(peer)
             self._inbox.rejoin(peer)
             self._changed.set()
@@ -558,3 +766,14 @@ class Node:
             self._byes.add(peer)
             self._inbox.depart(peer)
             self._changed.set()
+
+
+def coordinate_median(vectors: torch.Tensor) -> torch.Tensor:
+    """Coordinate-wise median of the rows of ``vectors`` ``(k, d)``; middle two averaged if k is even."""
+    if vectors.ndim != 2 or vectors.shape[0] == 0:
+        raise ValueError(
+            f"coordinate_median needs a non-empty (k, d) matrix, got {tuple(vectors.shape)}"
+        )
+    ordered = vectors.sort(dim=0).values
+    k = vectors.shape[0]
+    return (ordered[(k - 1) // 2] + ordered[k // 2]) / 2

@@ -10,7 +10,16 @@ neighbours, its log is flushed, sockets are closed and the process exits with
 
 - ``node-<k>.jsonl``: its event log (:mod:`p2pfl.node.metrics`);
 - ``node-<k>.npy``: its final parameter vector (float32, ``numpy.save`` without
-  pickle), which ``p2pfl launch`` compares across nodes and with the simulator.
+  pickle), which ``p2pfl launch`` compares across nodes and with the simulator;
+- ``checkpoints/node-<k>.round-<r>.ckpt``: with ``network.checkpoint_every = k``,
+  its state every ``k`` rounds, the newest two kept (:mod:`p2pfl.checkpoint`).
+
+``resume=True`` (``p2pfl node --resume``) restarts from the newest checkpoint in
+``out_dir/checkpoints`` (see "Restart and catch-up" in :mod:`p2pfl.node.node`); the
+previous run's log is kept as ``node-<k>.before-resume-<i>.jsonl``. With no
+checkpoint there, a warning is printed and the node starts at round 1; a damaged
+checkpoint or one of another node or model is a
+:class:`~p2pfl.checkpoint.CheckpointError` naming the file.
 
 Torch runs one thread per process: many node processes share a machine's cores.
 """
@@ -27,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from p2pfl.checkpoint import Checkpoint, load_checkpoint
 from p2pfl.config import Scenario
 from p2pfl.errors import ConfigError
 from p2pfl.node.metrics import NodeLog
@@ -45,6 +55,23 @@ def log_path(out_dir: str | Path, node_id: int) -> Path:
 
 def params_path(out_dir: str | Path, node_id: int) -> Path:
     return Path(out_dir) / f"node-{node_id}.npy"
+
+
+def checkpoint_dir(out_dir: str | Path) -> Path:
+    """Where a node writing its outputs to ``out_dir`` keeps its checkpoints."""
+    return Path(out_dir) / "checkpoints"
+
+
+def keep_previous_log(out_dir: str | Path, node_id: int) -> Path | None:
+    """Rename an existing ``node-<k>.jsonl`` to the first free ``node-<k>.before-resume-<i>.jsonl``."""
+    current = log_path(out_dir, node_id)
+    if not current.exists():
+        return None
+    i = 1
+    while (kept := Path(out_dir) / f"node-{node_id}.before-resume-{i}.jsonl").exists():
+        i += 1
+    current.rename(kept)
+    return kept
 
 
 def bind_address(address: str) -> str:
@@ -89,6 +116,7 @@ def run_node_process(
     key_dir: str | None = None,
     insecure: bool = False,
     echo_events: bool = False,
+    resume: bool = False,
 ) -> int:
     """Run node ``node_id`` of ``scenario`` to the end; the process exit status.
 
@@ -106,9 +134,22 @@ def run_node_process(
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ckpt: Checkpoint | None = None
+    if resume:
+        ckpt = load_checkpoint(
+            checkpoint_dir(out), node_id, param_count=setup.d, fingerprint=setup.fingerprint
+        )
+        if ckpt is None:
+            print(
+                f"warning: node {node_id}: --resume but no checkpoint in {checkpoint_dir(out)}; "
+                "starting at round 1",
+                file=sys.stderr,
+            )
+        else:
+            keep_previous_log(out, node_id)
     log = NodeLog(node_id, log_path(out, node_id), echo=sys.stdout if echo_events else None)
     try:
-        return asyncio.run(_serve(setup, addresses, security, log, out))
+        return asyncio.run(_serve(setup, addresses, security, log, out, ckpt))
     finally:
         log.close()
 
@@ -119,6 +160,7 @@ async def _serve(
     security: SecurityContext,
     log: NodeLog,
     out: Path,
+    resume: Checkpoint | None = None,
 ) -> int:
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -144,7 +186,8 @@ async def _serve(
                 transport,
                 log=log,
                 sender_of=security.sender_of,
-                checkpoint_dir=str(out / "checkpoints") if setup.network.checkpoint_every else None,
+                checkpoint_dir=str(checkpoint_dir(out)) if setup.network.checkpoint_every else None,
+                resume=resume,
             )
             try:
                 result = await node.run()
