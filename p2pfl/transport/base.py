@@ -15,12 +15,14 @@ Addressing
 
 Sender identity
     :meth:`Transport.recv` returns :class:`Received` ``(peer, frames)``: ``peer`` is
-    the *transport-level* identity of the connection the message came in on (the
-    node id the connecting side announced; ``None`` for a connection that announced
-    none in p2pfl's form). It is distinct from the ``sender`` claimed in the header;
-    the node should reject a message whose two ids disagree. Without CurveZMQ the
-    announced identity is only a claim; the security layer binds it to a key through
-    the :attr:`TransportOptions.configure_socket` hook.
+    the *transport-level* identity of the connection the message came in on, or
+    ``None`` for a connection that gave none in p2pfl's form. With CurveZMQ (set up
+    through the :attr:`TransportOptions.configure_socket` hook) it is the node id of
+    the key that authenticated the connection (the ZAP ``User-Id``); without, it is
+    the node id the connecting side declared (``ZmqTransport``: the ``X-P2PFL-Node``
+    connection property), a claim any peer can forge. It is distinct from the
+    ``sender`` claimed in the header; the node should reject a message whose two
+    ids disagree. No identity a peer announces can disturb other connections.
 
 Delivery
     Per (sender, receiver) pair messages arrive in order, or not at all. ``send``
@@ -37,7 +39,7 @@ Lifecycle
     :class:`TransportClosed` (a plain task cancellation still raises
     ``CancelledError``). Requires Python 3.11 (``asyncio.timeout``, ``Task.uncancel``).
 
-Implementations: :class:`p2pfl.transport.zeromq.ZmqTransport` (ROUTER + DEALERs) and
+Implementations: :class:`p2pfl.transport.zeromq.ZmqTransport` (a PULL + one PUSH per neighbour) and
 :class:`p2pfl.transport.memory.MemoryTransport` (in process, for tests); one
 contract test (``tests/unit/test_transport_contract.py``) runs against both.
 """
@@ -98,8 +100,8 @@ class UnknownPeerError(TransportError):
 class SocketRole(enum.Enum):
     """Which socket a :data:`SocketHook` is configuring."""
 
-    INCOMING = "incoming"  # the node's one bound socket (ZeroMQ ROUTER; a CurveZMQ server)
-    OUTGOING = "outgoing"  # one connecting socket per neighbour (DEALER; a CurveZMQ client)
+    INCOMING = "incoming"  # the node's one bound socket (ZeroMQ PULL; a CurveZMQ server)
+    OUTGOING = "outgoing"  # one connecting socket per neighbour (PUSH; a CurveZMQ client)
 
 
 #: ``hook(socket, role, peer)``: called for every ZeroMQ socket after p2pfl set its

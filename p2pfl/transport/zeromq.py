@@ -1,12 +1,13 @@
-"""The ZeroMQ transport: one bound ROUTER for incoming messages, one DEALER per neighbour.
+"""The ZeroMQ transport: one bound PULL for incoming messages, one PUSH per neighbour.
 
 Sockets (see :mod:`p2pfl.transport.base` for the semantics they implement):
 
-- ROUTER, bound at ``bind_address``: every neighbour's DEALER connects here. ROUTER
-  prefixes each message with the connection's routing id and fair-queues across
-  connections, so a flooding neighbour cannot starve the others; each connection
-  has its own RCVHWM queue.
-- DEALER per neighbour, connected to the neighbour's address. Who sent a message
+- PULL, bound at ``bind_address``: every neighbour's PUSH connects here. PULL
+  fair-queues across connections, so a flooding neighbour cannot starve the
+  others; each connection has its own RCVHWM queue. PULL has no routing ids (see
+  *Why not ROUTER*), and it only accepts PUSH peers: ZMTP refuses any other
+  socket type at the handshake.
+- PUSH per neighbour, connected to the neighbour's address. Who sent a message
   (``Received.peer``) depends on whether the sockets are secured (see *Identity*).
   ``ZMQ_IMMEDIATE`` is on, so messages are queued only on a live connection: a send
   to a neighbour that is down waits (up to ``send_timeout_s``) for it to come up
@@ -22,34 +23,36 @@ place for CurveZMQ keys), before ``bind``/``connect``.
 Sends are zero-copy (``copy=False``); ``zmq.asyncio`` first tries a non-blocking
 send and otherwise waits for the socket to become writable, under the base
 class's ``asyncio.timeout``. Received frames are ``zmq.Frame`` objects whose
-memory belongs to that message alone (:func:`p2pfl.wire.decode` can view it).
-Each transport owns its ZeroMQ context (one I/O thread). ``close`` destroys it,
-closing every socket in it: also those a hook opened there (CurveZMQ's ZAP handler
-must live in the same context), so closing the transport before or after stopping
-such a handler both work; stopping it afterwards finds its socket already closed.
+memory belongs to that message alone (:func:`p2pfl.wire.decode` can view it) and
+that carry their connection's metadata (``zmq_msg_gets``), which is where the
+sender's identity is read. Each transport owns its ZeroMQ context (one I/O
+thread). ``close`` destroys it, closing every socket in it: also those a hook
+opened there (CurveZMQ's ZAP handler must live in the same context), so closing
+the transport before or after stopping such a handler both work; stopping it
+afterwards finds its socket already closed.
 
 Identity
     *Secured* (the hook made the socket use CurveZMQ, ``MECHANISM == CURVE``):
-    DEALERs announce no routing id, the ROUTER assigns each connection its own,
-    and ``Received.peer`` is the ZAP ``User-Id`` of the connection (the node id
+    ``Received.peer`` is the ZAP ``User-Id`` of the connection (the node id
     :class:`p2pfl.security.NodeAuthenticator` gave the key that authenticated it;
-    ``None`` if it is not a node id). A routing id a peer announces is then used for
-    nothing: a listed neighbour that connects first announcing ``n<j>`` can neither
-    keep node ``j``'s connection out nor be taken for ``j``.
+    ``None`` if it is not a node id). Nothing the peer announces is used.
 
-    *Insecure*: DEALERs announce ``b"n<node_id>"`` and that claim is
-    ``Received.peer`` (nothing can check it: any peer can claim any id, and the
-    header's ``sender`` too). The ROUTER sets ``ROUTER_HANDOVER``: a new connection
-    announcing an id in use takes it over, so a squatter cannot keep the real node
-    out (its reconnection takes the id back), and a restarted node is heard at once
-    instead of after the heartbeat timeout of its dead connection.
+    *Insecure*: each PUSH declares its node id in the ZMTP handshake as the
+    connection property ``X-P2PFL-Node: <node_id>`` (``ZMQ_METADATA``), and that
+    claim is ``Received.peer`` (``None`` for a connection that declared none in
+    p2pfl's form). Nothing can check it: any peer can claim any id, and the
+    header's ``sender`` too, exactly as the routing id it replaces. Several
+    connections may claim the same id; each is served, and a restarted node is
+    heard at once on its new connection.
 
-    Known libzmq limit (4.3.5, both modes): a peer that announces a routing id of
-    ZeroMQ's reserved form (a zero byte, then the 32-bit counter libzmq uses for
-    the ids it assigns) that a later connection is then assigned aborts the
-    receiving process (``Assertion failed: ok (src/socket_base.cpp)``). Only a peer
-    that completes the handshake (secured: a listed neighbour) can try. Only
-    another socket type for incoming messages (PULL: no routing ids) removes it.
+Why not ROUTER
+    The previous design (ROUTER + one DEALER per neighbour) let a peer crash the
+    receiving process: libzmq 4.3.5 aborts (``Assertion failed: ok
+    (src/socket_base.cpp)``) when a peer announces a routing id of ZeroMQ's
+    reserved form (a zero byte, then a 32-bit counter) that the ROUTER later
+    assigns to another connection itself. Those ids are predictable (the counter
+    starts at the C library's first ``rand()``) and no ROUTER option prevents it.
+    PULL keeps no routing ids, so no announced identity can collide with anything.
 """
 
 from __future__ import annotations
@@ -71,35 +74,38 @@ from p2pfl.transport.base import (
 )
 from p2pfl.wire import Frame
 
-__all__ = ["ZmqTransport", "peer_of_routing_id", "routing_id"]
+__all__ = ["NODE_PROPERTY", "ZmqTransport", "node_metadata", "peer_of_property"]
 
-_ROUTING_ID = re.compile(rb"^n(0|[1-9][0-9]{0,9})$")
+#: The ZMTP connection property an insecure PUSH declares its node id in.
+NODE_PROPERTY = "X-P2PFL-Node"
 
-
-def routing_id(node_id: int) -> bytes:
-    """The ZeroMQ routing id a node's outgoing sockets announce: ``b"n<node_id>"``."""
-    return b"n%d" % node_id
+_NODE_ID = re.compile(r"^(0|[1-9][0-9]{0,9})$")
 
 
-def peer_of_routing_id(rid: bytes) -> int | None:
-    """The node id in a routing id, or ``None`` if it is not p2pfl's form."""
-    match = _ROUTING_ID.match(rid)
+def node_metadata(node_id: int) -> bytes:
+    """The ``ZMQ_METADATA`` value a node's outgoing sockets set: ``b"X-P2PFL-Node:<id>"``."""
+    return b"%s:%d" % (NODE_PROPERTY.encode("ascii"), node_id)
+
+
+def peer_of_property(value: object) -> int | None:
+    """The node id in a connection property's value (decimal), or ``None`` if not p2pfl's form."""
+    if not isinstance(value, str):
+        return None
+    match = _NODE_ID.match(value)
     if match is None:
         return None
-    value = int(match.group(1))
-    return value if value < 2**31 else None
+    node = int(match.group(1))
+    return node if node < 2**31 else None
 
 
-def _peer_of_user_id(frame: zmq.Frame) -> int | None:
-    """The node id in a frame's ZAP ``User-Id`` (decimal, as NodeAuthenticator writes it)."""
+def _property(frame: zmq.Frame, name: str) -> str | None:
+    """A connection property of a received frame, or ``None`` when absent or not text."""
     try:
-        user_id = frame.get("User-Id")
-    except zmq.ZMQError:  # no such property: not an authenticated connection
+        value = frame.get(name)
+    # ZMQError: no such property; UnicodeDecodeError: a peer's bytes that are not UTF-8.
+    except (zmq.ZMQError, UnicodeDecodeError):
         return None
-    if not isinstance(user_id, str) or not (user_id.isascii() and user_id.isdigit()):
-        return None
-    value = int(user_id)
-    return value if value < 2**31 else None
+    return value if isinstance(value, str) else None
 
 
 class ZmqTransport(Transport):
@@ -123,32 +129,30 @@ class ZmqTransport(Transport):
         super().__init__(node_id, peers, options if options is not None else TransportOptions())
         bind_endpoint = normalize_address(bind_address)
         self._ctx = zmq.asyncio.Context(io_threads=1)
-        self._dealers: dict[int, zmq.asyncio.Socket] = {}
+        self._pushes: dict[int, zmq.asyncio.Socket] = {}
         try:
-            self._router = self._socket(zmq.ROUTER, SocketRole.INCOMING, None)
-            # Read after the hook ran: it is what makes the ROUTER a CurveZMQ server.
-            self._authenticated = self._router.getsockopt(zmq.MECHANISM) == zmq.CURVE
-            if not self._authenticated:
-                self._router.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            self._pull = self._socket(zmq.PULL, SocketRole.INCOMING, None)
+            # Read after the hook ran: it is what makes the PULL a CurveZMQ server.
+            self._authenticated = self._pull.getsockopt(zmq.MECHANISM) == zmq.CURVE
+            self._identity_property = "User-Id" if self._authenticated else NODE_PROPERTY
             try:
-                self._router.bind(bind_endpoint)
+                self._pull.bind(bind_endpoint)
             except zmq.ZMQError as exc:
                 raise TransportError(f"cannot bind {bind_endpoint}: {exc}") from None
-            self._endpoint = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+            self._endpoint = self._pull.getsockopt_string(zmq.LAST_ENDPOINT)
             for peer, address in sorted(self._addresses.items()):
-                dealer = self._socket(zmq.DEALER, SocketRole.OUTGOING, peer)
-                if dealer.getsockopt(zmq.MECHANISM) != zmq.CURVE:
-                    # A CURVE server names us by our key's User-Id: announcing an id would
-                    # only let a squatter that announced it first keep this connection out.
-                    dealer.setsockopt(zmq.ROUTING_ID, routing_id(node_id))
-                dealer.setsockopt(zmq.IMMEDIATE, 1)
+                push = self._socket(zmq.PUSH, SocketRole.OUTGOING, peer)
+                if push.getsockopt(zmq.MECHANISM) != zmq.CURVE:
+                    # A CURVE server names us by our key's User-Id and ignores this.
+                    push.setsockopt(zmq.METADATA, node_metadata(node_id))
+                push.setsockopt(zmq.IMMEDIATE, 1)
                 try:
-                    dealer.connect(address)
+                    push.connect(address)
                 except zmq.ZMQError as exc:
                     raise TransportError(
                         f"cannot connect to peer {peer} at {address}: {exc}"
                     ) from None
-                self._dealers[peer] = dealer
+                self._pushes[peer] = push
         except BaseException:
             self._ctx.destroy(linger=0)
             raise
@@ -178,7 +182,7 @@ class ZmqTransport(Transport):
 
     async def _send(self, peer: int, frames: Sequence[Frame]) -> bool:
         try:
-            await self._dealers[peer].send_multipart(frames, copy=False)
+            await self._pushes[peer].send_multipart(frames, copy=False)
         except zmq.Again:  # writable event raced with a full queue: same as a timeout
             return False
         except zmq.ZMQError as exc:
@@ -186,13 +190,18 @@ class ZmqTransport(Transport):
         return True
 
     async def _recv(self) -> Received:
-        try:
-            parts = cast(list[Any], await self._router.recv_multipart(copy=False))
-        except zmq.ZMQError as exc:
-            raise TransportError(f"receive failed: {exc}") from None
-        if self._authenticated:
-            return Received(_peer_of_user_id(parts[1]), parts[1:])
-        return Received(peer_of_routing_id(parts[0].bytes), parts[1:])
+        while True:
+            try:
+                parts = cast(list[Any], await self._pull.recv_multipart(copy=False))
+                break
+            except zmq.Again:
+                # PULL can signal readable with nothing to read (seen on new CurveZMQ
+                # connections, whose first pipe entry is not a message): wait again.
+                continue
+            except zmq.ZMQError as exc:
+                raise TransportError(f"receive failed: {exc}") from None
+        # Every frame of a message carries its connection's properties; read the first.
+        return Received(peer_of_property(_property(parts[0], self._identity_property)), parts)
 
     async def _close(self) -> None:
         # destroy, not term: term would wait forever for sockets a hook opened in

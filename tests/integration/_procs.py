@@ -29,7 +29,7 @@ from p2pfl.node import read_node_log
 from p2pfl.security import generate_keys, load_node_keys
 from p2pfl.topology import Topology, save_topology
 from p2pfl.transport import free_tcp_ports
-from p2pfl.transport.zeromq import routing_id
+from p2pfl.transport.zeromq import node_metadata
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -188,11 +188,14 @@ class LiveNet:
     def rounds(self, k: int) -> list[dict[str, Any]]:
         return [e for e in self.log(k) if e["event"] == "round"]
 
-    def attack(self, ctx: zmq.asyncio.Context, target: int) -> zmq.asyncio.Socket:
-        """A DEALER connected to ``target`` as the attacker: with its CurveZMQ keys when
-        secured, else announcing its routing id."""
+    def attack(
+        self, ctx: zmq.asyncio.Context, target: int, kind: int = zmq.PUSH
+    ) -> zmq.asyncio.Socket:
+        """A socket (PUSH unless ``kind`` says otherwise) connected to ``target`` as the
+        attacker: with its CurveZMQ keys when secured, else declaring its node id in
+        the connection metadata."""
         assert self.attacker is not None
-        sock = ctx.socket(zmq.DEALER)
+        sock = ctx.socket(kind)
         sock.linger = 0
         sock.sndhwm = 1000
         if self.key_dir is not None:
@@ -201,18 +204,18 @@ class LiveNet:
             sock.curve_publickey = mine.public
             sock.curve_secretkey = mine.secret
         else:
-            sock.setsockopt(zmq.ROUTING_ID, routing_id(self.attacker))
+            sock.setsockopt(zmq.METADATA, node_metadata(self.attacker))
         sock.connect(f"tcp://{self.addresses[target]}")
         return sock
 
     def sink(self, ctx: zmq.asyncio.Context) -> zmq.asyncio.Socket:
-        """A ROUTER bound at the attacker's address: takes whatever the nodes send it.
+        """A PULL bound at the attacker's address: takes whatever the nodes send it.
 
         Secured, it is a CURVE server with the attacker's keys and no ZAP handler
         in ``ctx``: every client is let in (fine for a sink that reads nothing).
         """
         assert self.attacker is not None
-        sock = ctx.socket(zmq.ROUTER)
+        sock = ctx.socket(zmq.PULL)
         sock.linger = 0
         if self.key_dir is not None:
             mine = load_node_keys(self.key_dir, self.attacker)

@@ -28,7 +28,7 @@ from p2pfl.transport import (
     free_tcp_ports,
     normalize_address,
 )
-from p2pfl.transport.zeromq import peer_of_routing_id, routing_id
+from p2pfl.transport.zeromq import NODE_PROPERTY, node_metadata, peer_of_property
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -395,19 +395,28 @@ def test_public_api_is_exactly_all() -> None:
 # ----------------------------------------------------------------------------- ZeroMQ only
 
 
-def test_routing_ids_round_trip_and_reject_foreign_forms() -> None:
-    assert peer_of_routing_id(routing_id(12)) == 12
-    assert peer_of_routing_id(routing_id(0)) == 0
-    for foreign in (b"", b"n", b"n01", b"n-1", b"x1", b"\x00k\x8b\x45g", b"n99999999999"):
-        assert peer_of_routing_id(foreign) is None
+def test_node_metadata_round_trips_and_foreign_values_are_rejected() -> None:
+    name, _, value = node_metadata(12).partition(b":")
+
+    assert name.decode() == NODE_PROPERTY
+    assert peer_of_property(value.decode()) == 12
+    assert peer_of_property(node_metadata(0).partition(b":")[2].decode()) == 0
+    for foreign in ("", "n1", "01", "-1", "1 ", "\x00k", "99999999999", "2147483648", None, 7):
+        assert peer_of_property(foreign) is None
 
 
-async def test_zmq_reports_no_identity_for_foreign_connections() -> None:
+@pytest.mark.parametrize(
+    "metadata",
+    [None, b"X-P2PFL-Node:evil", b"X-P2PFL-Node:\xff\xfe", b"X-Other:1"],
+    ids=["none", "not-an-id", "not-utf8", "other-property"],
+)
+async def test_zmq_reports_no_identity_for_foreign_connections(metadata: bytes | None) -> None:
     ctx = zmq.asyncio.Context()
     async with ZmqTransport(0, "127.0.0.1:0", {}, options=FAST) as t:
-        raw = ctx.socket(zmq.DEALER)
+        raw = ctx.socket(zmq.PUSH)
         raw.linger = 0
-        raw.setsockopt(zmq.ROUTING_ID, b"evil")
+        if metadata is not None:
+            raw.setsockopt(zmq.METADATA, metadata)
         raw.connect(t.endpoint)
         try:
             await raw.send_multipart([b"junk"])
@@ -418,6 +427,24 @@ async def test_zmq_reports_no_identity_for_foreign_connections() -> None:
 
     assert r.peer is None
     assert as_bytes(r.frames[0]) == b"junk"
+
+
+async def test_zmq_takes_the_declared_node_id_of_a_raw_push() -> None:
+    ctx = zmq.asyncio.Context()
+    async with ZmqTransport(0, "127.0.0.1:0", {}, options=FAST) as t:
+        raw = ctx.socket(zmq.PUSH)
+        raw.linger = 0
+        raw.setsockopt(zmq.METADATA, node_metadata(5))
+        raw.connect(t.endpoint)
+        try:
+            await raw.send_multipart([b"hi", b"there"])
+            r = await recv_within(t)
+        finally:
+            raw.close()
+    ctx.term()
+
+    assert r.peer == 5
+    assert [as_bytes(f) for f in r.frames] == [b"hi", b"there"]
 
 
 async def test_zmq_socket_hook_sees_every_socket_before_use() -> None:
@@ -433,9 +460,9 @@ async def test_zmq_socket_hook_sees_every_socket_before_use() -> None:
         pass
 
     assert calls == [
-        (zmq.ROUTER, SocketRole.INCOMING, None, 0),
-        (zmq.DEALER, SocketRole.OUTGOING, 1, 0),
-        (zmq.DEALER, SocketRole.OUTGOING, 2, 0),
+        (zmq.PULL, SocketRole.INCOMING, None, 0),
+        (zmq.PUSH, SocketRole.OUTGOING, 1, 0),
+        (zmq.PUSH, SocketRole.OUTGOING, 2, 0),
     ]
 
 
