@@ -2,7 +2,7 @@
 
 Three ``p2pfl node`` processes on a ring (0-1-2), insecure, plus node 3: a listed
 neighbour of node 0 that no process runs. The test speaks for node 3 with a raw
-DEALER announcing its routing id: a valid Hello and Bye (so node 0 neither waits
+PUSH declaring node 3 in its connection metadata: a valid Hello and Bye (so node 0 neither waits
 for it at the handshake nor in the rounds), then ``N`` hostile messages while
 node 0 runs its rounds: random bytes, truncated and bit-flipped headers, bad
 msgpack, unknown kinds, huge shape claims, NaN vectors, wrong lengths, stale and
@@ -182,7 +182,7 @@ async def fuzz_live_node(run_dir: Path, count: int, rounds: int) -> None:
                 await dealer.send_multipart(frames, copy=len(frames[-1]) < 4096)
                 sent += 1
             # Larger than MAXMSGSIZE: libzmq drops the message and the connection.
-            huge = ctx.socket(zmq.DEALER)
+            huge = ctx.socket(zmq.PUSH)
             huge.linger = 0
             monitor = huge.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CONNECTED)
             huge.connect(f"tcp://{net.addresses[TARGET]}")
