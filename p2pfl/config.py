@@ -162,7 +162,9 @@ class NetworkConfig:
             if not getattr(self, key) > 0:
                 raise ConfigError(f"network.{key}: must be > 0, got {getattr(self, key)}")
         if self.checkpoint_every < 0:
-            raise ConfigError(f"network.checkpoint_every: must be >= 0, got {self.checkpoint_every}")
+            raise ConfigError(
+                f"network.checkpoint_every: must be >= 0, got {self.checkpoint_every}"
+            )
 
 
 @dataclass(frozen=True)
