@@ -11,7 +11,11 @@ from p2pfl.experiment import build_experiment
 
 SIMS = Path(__file__).resolve().parents[2] / "sims"
 # Topology files (``topologies/`` folders) are inputs of scenarios, not scenarios.
-SCENARIOS = sorted(p for p in SIMS.rglob("*.toml") if "topologies" not in p.relative_to(SIMS).parts)
+SCENARIOS = sorted(
+    p
+    for p in SIMS.rglob("*.toml")
+    if "topologies" not in p.relative_to(SIMS).parts and p.name != "topology.toml"
+)
 IDS = [str(p.relative_to(SIMS)) for p in SCENARIOS]
 
 
