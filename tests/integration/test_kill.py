@@ -6,10 +6,7 @@ Real processes and sockets on 127.0.0.1, started by the launcher's own code
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,32 +33,6 @@ OVERRIDES = [
     "model.params.hidden=[16]",
     f"network.round_timeout={ROUND_TIMEOUT}",
 ]
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Ids of live processes whose command line contains ``text`` (our unique tmp path)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory for the run; afterwards no process started for it may still be alive."""
-    yield tmp_path
-    leaked = processes_mentioning(str(tmp_path))
-    for pid in leaked:  # ours: their command lines name our private tmp directory
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert leaked == [], f"processes left running: {leaked}"
 
 
 async def test_survivors_finish_every_round_after_a_sigkill(run_dir: Path) -> None:

@@ -3,18 +3,16 @@ merged by ``p2pfl report``: the merged result is the simulator's."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import networkx as nx
 import pytest
+from _procs import processes_mentioning
 
 from p2pfl.config import load_scenario
 from p2pfl.experiment import build_experiment
@@ -25,32 +23,6 @@ from p2pfl.transport import free_tcp_ports
 pytestmark = pytest.mark.timeout(240)
 
 HOSTS = {0: "127.0.0.1", 1: "127.0.0.1", 2: "127.0.0.2", 3: "127.0.0.2"}
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Ids of live processes whose command line contains ``text`` (our unique tmp path)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory for the run; afterwards no process started for it may still be alive."""
-    yield tmp_path
-    leaked = processes_mentioning(str(tmp_path))
-    for pid in leaked:  # ours: their command lines name our private tmp directory
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert leaked == [], f"processes left running: {leaked}"
 
 
 def second_loopback_works() -> bool:

@@ -7,12 +7,9 @@ Two nodes on a line, 127.0.0.1, free ports, insecure; events read from stdout
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import networkx as nx
@@ -26,32 +23,6 @@ from p2pfl.transport import free_tcp_ports
 pytestmark = pytest.mark.timeout(120)
 
 ROUND_TIMEOUT = 20.0  # long: the survivor must stop waiting because of the bye, not the deadline
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Ids of live processes whose command line contains ``text`` (our unique tmp path)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory for the run; afterwards no process started for it may still be alive."""
-    yield tmp_path
-    leaked = processes_mentioning(str(tmp_path))
-    for pid in leaked:  # ours: their command lines name our private tmp directory
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert leaked == [], f"processes left running: {leaked}"
 
 
 async def start_node(scenario: Path, node: int, out: Path) -> asyncio.subprocess.Process:

@@ -7,11 +7,9 @@ simulator's (``p2pfl launch`` reproduces ``p2pfl sim`` exactly: test_parity.py).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,32 +47,6 @@ OVERRIDES = [
     "network.round_timeout=3.0",
     "network.checkpoint_every=1",
 ]
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Ids of live processes whose command line contains ``text`` (our unique tmp path)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline:
-            found.append(int(entry.name))
-    return found
-
-
-@pytest.fixture
-def run_dir(tmp_path: Path) -> Iterator[Path]:
-    """A directory for the run; afterwards no process started for it may still be alive."""
-    yield tmp_path
-    leaked = processes_mentioning(str(tmp_path))
-    for pid in leaked:  # ours: their command lines name our private tmp directory
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    assert leaked == [], f"processes left running: {leaked}"
 
 
 def final_accuracy(events: list[dict[str, Any]]) -> float:
