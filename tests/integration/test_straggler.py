@@ -11,8 +11,8 @@ round; a round's wait is at most one deadline, or two in a round where the node
 waited longer for a lagging neighbour (the one-off resynchronisation of
 :mod:`p2pfl.node.node`); and over the frozen stretch the others' rounds take at
 most one deadline each on average. Also checks that ``summary.json`` reports
-each node's ``rejections``: none, except vectors the frozen node received from
-neighbours that had run too far ahead of it (``future_round``).
+each node's ``rejections``: only timing ones (vectors from neighbours that ran ahead
+of the frozen node, or that arrived after their round closed).
 """
 
 from __future__ import annotations
@@ -128,8 +128,9 @@ async def test_a_straggler_delays_its_neighbours_by_at_most_a_deadline_per_round
     assert sorted(rejections) == ["0", "1", "2", "3"]
     for node, counts in rejections.items():
         assert counts["accepted"] > ROUNDS // 2, node  # hellos, vectors and byes
-        if int(node) == STRAGGLER:
-            # Its neighbours ran more than rounds_ahead rounds ahead while it was frozen.
-            assert set(counts["by_reason"]) <= {"future_round"}, counts
-        else:
-            assert counts["rejected"] == 0 and counts["by_reason"] == {}, (node, counts)
+        # Timing alone explains every rejection: the straggler's neighbours ran ahead of it
+        # (future_round at the straggler), and a vector that arrives after its round closed
+        # is stale elsewhere. Nothing else (decode, length, identity) may appear.
+        assert set(counts["by_reason"]) <= {"future_round", "stale_round"}, (node, counts)
+        if int(node) != STRAGGLER:
+            assert counts["rejected"] <= 2, (node, counts)
