@@ -56,19 +56,24 @@ def loop_rate(exp: Experiment, rounds: int) -> float:
     spec = exp.training
     byz = sorted(exp.byzantine)
     neighbours = [exp.neighbours(i) for i in range(n)]
+
+    def train(i: int, r: int) -> torch.Tensor:
+        load_flat(model, params[i])
+        opt = torch.optim.SGD(model.parameters(), lr=spec.lr)
+        o, s = int(exp.local.offsets[i]), exp.local.sizes[i : i + 1]
+        for step in range(spec.local_steps):
+            idx = batch_indices(exp.seed, torch.tensor([i]), r, step, spec.batch_size, s)[0] + o
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(exp.local.x[idx]), exp.local.y[idx]).backward()
+            opt.step()
+        return torch.cat([t.detach().reshape(-1) for t in model.state_dict().values()])
+
+    train(0, 0)  # warm-up: the first autograd and optimizer calls initialize lazily
     start = time.perf_counter()
     for r in range(1, rounds + 1):
         trained = torch.empty(n, d)
         for i in range(n):
-            load_flat(model, params[i])
-            opt = torch.optim.SGD(model.parameters(), lr=spec.lr)
-            o, s = int(exp.local.offsets[i]), exp.local.sizes[i : i + 1]
-            for step in range(spec.local_steps):
-                idx = batch_indices(exp.seed, torch.tensor([i]), r, step, spec.batch_size, s)[0] + o
-                opt.zero_grad()
-                nn.functional.cross_entropy(model(exp.local.x[idx]), exp.local.y[idx]).backward()
-                opt.step()
-            trained[i] = torch.cat([t.detach().reshape(-1) for t in model.state_dict().values()])
+            trained[i] = train(i, r)
         sent = trained.clone()
         sent[byz] = -trained[byz]
         new = trained.clone()

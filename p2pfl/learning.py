@@ -1,6 +1,7 @@
 """Local training and evaluation as pure functions of flat parameter vectors.
 
-Written once, vectorized over nodes with ``torch.func``: the simulator calls them
+Written once, vectorized over nodes (``torch.func``, or the closed-form
+backward of :mod:`p2pfl.relu_mlp` for plain ReLU MLPs): the simulator calls them
 with every node's parameters stacked in an ``(N, d)`` tensor, a node process with
 a batch of one. The numbers agree because the minibatches come from
 :func:`p2pfl.seeding.batch_indices` and every per-node computation is independent
@@ -21,7 +22,8 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from p2pfl.params import ParamLayout
-from p2pfl.seeding import batch_indices
+from p2pfl.relu_mlp import ReluMLP
+from p2pfl.seeding import round_batch_indices
 
 
 @dataclass(frozen=True)
@@ -68,11 +70,13 @@ class FunctionalModel:
         self.module = model
         self.layout = ParamLayout.of(model)
         self.trainable = self.layout.trainable_mask.to(torch.float32)
+        self.all_trainable = bool(self.layout.trainable_mask.all())
         self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.layout.slots]
         # Gradients are taken w.r.t. each named tensor, not the flat vector: the
         # backward of slicing a flat vector would build a zero-filled (N, d) tensor
         # per slot; one concatenation at the end is cheaper.
         self._grad_loss = vmap(grad_and_value(self._loss_of_state))
+        self._relu_mlp = ReluMLP.match(model, self.layout)
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
 
     def state(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,12 +88,21 @@ class FunctionalModel:
     def _loss_of_state(
         self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        return F.cross_entropy(functional_call(self.module, state, (x,)), y)
+        logits = functional_call(self.module, state, (x,))
+        # As (1, C, B): batched under vmap, the softmax then reduces over a non-inner
+        # dimension, several times faster than over a last dimension of ~10 classes.
+        return F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))
 
     def grads(
         self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``."""
+        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``.
+
+        ReLU MLPs take the closed-form path of :mod:`p2pfl.relu_mlp`; every other
+        model ``vmap(grad(...))``.
+        """
+        if self._relu_mlp is not None and self._relu_mlp.accepts(x):
+            return self._relu_mlp.loss_and_grads(params, x, y)
         n = params.shape[0]
         state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
         g, loss = self._grad_loss(state, x, y)
@@ -119,20 +132,23 @@ def local_steps(
     """
     x = params.clone()
     buf = momentum.clone() if momentum is not None else None
-    mask = fmodel.trainable
+    mask = None if fmodel.all_trainable else fmodel.trainable
     total_loss = torch.zeros(x.shape[0])
+    idx = round_batch_indices(seed, nodes, round_, spec.local_steps, spec.batch_size, data.sizes)
+    idx += data.offsets.reshape(-1, 1, 1)
     with torch.no_grad():
         for step in range(spec.local_steps):
-            idx = batch_indices(seed, nodes, round_, step, spec.batch_size, data.sizes)
-            idx = idx + data.offsets.reshape(-1, 1)
-            g, loss = fmodel.grads(x, data.x[idx], data.y[idx])
-            g = g * mask
+            g, loss = fmodel.grads(x, data.x[idx[:, step]], data.y[idx[:, step]])
+            # In place: g is a fresh tensor, and every round allocates less.
+            if mask is not None:
+                g.mul_(mask)
             if spec.weight_decay:
-                g = g + spec.weight_decay * x * mask
+                decay = x * mask if mask is not None else x
+                g.add_(decay, alpha=spec.weight_decay)
             if buf is not None and spec.momentum:
                 buf.mul_(spec.momentum).add_(g)
                 g = buf
-            x = x - spec.lr * g
+            x.sub_(g, alpha=spec.lr)
             total_loss += loss
     return x, buf, total_loss / spec.local_steps
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -41,9 +42,16 @@ def aggregate(
     f: int,
 ) -> torch.Tensor:
     """Apply the rule to a batch of nodes with the same number of inputs and the same ``f``."""
-    if received.shape[1] == 0:
-        return own.clone()
-    return aggregator(Neighbourhood(own=own, received=received, weights=weights, f=f))
+    return aggregate_hood(
+        aggregator, Neighbourhood(own=own, received=received, weights=weights, f=f)
+    )
+
+
+def aggregate_hood(aggregator: Aggregator, hood: Neighbourhood) -> torch.Tensor:
+    """:func:`aggregate` of a :class:`Neighbourhood`; a node that received nothing keeps its own."""
+    if hood.n == 1:
+        return hood.own.clone()
+    return aggregator(hood)
 
 
 def byzantine_state(own: torch.Tensor, honest_received: torch.Tensor) -> torch.Tensor:
@@ -71,20 +79,35 @@ class AttackGeometry:
     target_byzantine_weight: torch.Tensor  # (t,)
     n: int
 
+    @cached_property
+    def _ids(self) -> torch.Tensor:
+        """Everyone whose vector a view reads, in one index: self, visible, targets, pull sources."""
+        ids = [self.attacker, *self.visible, *self.targets, *self.pull_sources]
+        return torch.tensor(ids, dtype=torch.int64)
+
+    @cached_property
+    def _pull_self(self) -> torch.Tensor:
+        return self.pull_weights.sum(1, keepdim=True)
+
     def view(
         self,
-        vectors: Callable[[Sequence[int]], torch.Tensor],
+        vectors: Callable[[torch.Tensor], torch.Tensor],
         f: int,
         seed: int,
         round_: int,
     ) -> AttackView:
-        """This round's :class:`AttackView`; ``vectors(ids)`` returns ``(len(ids), d)``."""
-        own = vectors([self.attacker])[0]
-        honest = vectors(self.visible) if self.visible else own.reshape(1, -1)
-        tvec = vectors(self.targets) if self.targets else own.new_zeros((0, own.numel()))
+        """This round's :class:`AttackView`.
+
+        ``vectors(ids)`` returns the ``(len(ids), d)`` vectors of the nodes in the 1-D
+        int64 tensor ``ids``; it is called once per view.
+        """
+        rows = vectors(self._ids)
+        h, t = len(self.visible), len(self.targets)
+        own = rows[0]
+        honest = rows[1 : 1 + h] if h else own.reshape(1, -1)
+        tvec = rows[1 + h : 1 + h + t]
         if self.pull_sources:
-            pull = self.pull_weights @ vectors(self.pull_sources)
-            pull = pull - self.pull_weights.sum(1, keepdim=True) * tvec
+            pull = self.pull_weights @ rows[1 + h + t :] - self._pull_self * tvec
         else:
             pull = torch.zeros_like(tvec)
         return AttackView(
@@ -139,7 +162,7 @@ def attack_geometry(
 
 def attack_view(
     attacker: int,
-    vectors: Callable[[Sequence[int]], torch.Tensor],
+    vectors: Callable[[torch.Tensor], torch.Tensor],
     visible: Sequence[int],
     targets: Sequence[int],
     neighbours_of: Callable[[int], Sequence[int]],

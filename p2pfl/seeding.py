@@ -57,9 +57,28 @@ def batch_indices(
     Entry ``[k, b]`` is ``hash(seed, nodes[k], round_, step, b) mod shard_sizes[k]``:
     the same whether computed for one node or for all of them.
     """
+    return round_batch_indices(seed, nodes, round_, step + 1, batch_size, shard_sizes, first=step)[
+        :, 0
+    ]
+
+
+def round_batch_indices(
+    seed: int,
+    nodes: torch.Tensor,
+    round_: int,
+    steps: int,
+    batch_size: int,
+    shard_sizes: torch.Tensor,
+    first: int = 0,
+) -> torch.Tensor:
+    """``(len(nodes), steps - first, batch_size)``: :func:`batch_indices` of steps ``first..steps-1``.
+
+    One hash pass for all the local steps of a round.
+    """
+    step_ids = torch.arange(first, steps, dtype=torch.int64) & _MASK
     h = torch.full((1,), derive_seed(seed, 0x5EED), dtype=torch.int64)
-    h = _mix_tensor(h ^ nodes.to(torch.int64).reshape(-1, 1))
+    h = _mix_tensor(h ^ nodes.to(torch.int64).reshape(-1, 1, 1))
     h = _mix_tensor(h ^ (round_ & _MASK))
-    h = _mix_tensor(h ^ (step & _MASK))
-    h = _mix_tensor(h ^ torch.arange(batch_size, dtype=torch.int64).reshape(1, -1))
-    return h % shard_sizes.to(torch.int64).reshape(-1, 1)
+    h = _mix_tensor(h ^ step_ids.reshape(1, -1, 1))
+    h = _mix_tensor(h ^ torch.arange(batch_size, dtype=torch.int64).reshape(1, 1, -1))
+    return h % shard_sizes.to(torch.int64).reshape(-1, 1, 1)

@@ -13,9 +13,11 @@ perfectly.
   outputs is needed is dropped, one with a single needed output costs a single
   ``minimum`` or ``maximum``, and one whose two outputs only enter the final sum
   is dropped too (swapping two summands does not change a sum).
-- Rows are processed in column blocks sized so the working buffers stay in cache,
-  and every op writes into preallocated buffers (``out=``), reusing a buffer as
-  soon as the value it holds is dead. Blocks are shared among a few threads.
+- Rows are processed in blocks sized so the working buffers stay in cache, and
+  every op writes into preallocated buffers (``out=``), reusing a buffer as soon
+  as the value it holds is dead. A block is large enough (:data:`BLOCK_ELEMS`)
+  that each op spreads over torch's intra-op threads and the per-op dispatch cost
+  stays small against the work.
 
 The result is exact: a network only moves values, and the final mean of the
 selected ranks is computed in the input dtype.
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -33,14 +34,13 @@ from torch import Tensor
 
 #: Largest ``n`` handled by a network; beyond it a chunked ``torch.sort`` is used.
 NETWORK_MAX_N = 128
-#: Bytes of one thread's working buffers: small enough for the last-level cache.
+#: Bytes of the working buffers of one block: small enough for the last-level cache.
 CHUNK_BYTES = 8 << 20
-#: Elements of one block row: below torch's parallelisation grain (32768).
-BLOCK_ELEMS = 32768
+#: Elements of one block row, at most. Measured on 2 cores (``benchmarks/bench_aggregators.py``
+#: and the simulator's (208, 5, 4810) median): 2-3x faster than 32768-element blocks
+#: shared among Python threads, whose per-op overhead dominated.
+BLOCK_ELEMS = 131072
 MIN_BLOCK_ELEMS = 4096
-#: Work (elements) below which a call stays on the calling thread.
-PARALLEL_MIN_ELEMS = 1 << 20
-MAX_WORKERS = 8
 #: Bytes of a chunk for the ``torch.sort`` fallback.
 SORT_CHUNK_BYTES = 32 << 20
 
@@ -167,13 +167,6 @@ def _blocks(b: int, d: int, elems: int) -> list[tuple[int, int, int, int]]:
     ]
 
 
-def _workers(blocks: int, elems: int) -> int:
-    """Threads for ``blocks`` blocks of ``elems`` elements each."""
-    if blocks < 2 or blocks * elems < PARALLEL_MIN_ELEMS:
-        return 1
-    return max(1, min(torch.get_num_threads(), blocks, MAX_WORKERS))
-
-
 def mean_of_ranks(x: Tensor, lo: int, hi: int) -> Tensor:
     """Per coordinate, the mean of the values of sorted positions ``lo..hi-1``.
 
@@ -181,11 +174,7 @@ def mean_of_ranks(x: Tensor, lo: int, hi: int) -> Tensor:
     from 0 in increasing order, so ``n`` odd and ``lo = hi - 1 = n // 2`` is the
     median.
 
-    Every op touches one block row of at most :data:`BLOCK_ELEMS` elements, below
-    torch's parallelisation grain, so no op opens a parallel region (hundreds of
-    thousands of small parallel regions collapse when other processes share the
-    cores); instead, up to ``torch.get_num_threads()`` Python threads take blocks
-    in turn (torch releases the GIL inside each op).
+    Every op touches one block of at most :data:`BLOCK_ELEMS` elements per row.
     """
     b, n, d = x.shape
     if n > NETWORK_MAX_N:
@@ -196,19 +185,9 @@ def mean_of_ranks(x: Tensor, lo: int, hi: int) -> Tensor:
         return out
     itemsize = x.element_size()
     elems = min(BLOCK_ELEMS, max(MIN_BLOCK_ELEMS, CHUNK_BYTES // (itemsize * max(program.nbuf, 1))))
-    blocks = _blocks(b, d, elems)
-    workers = _workers(len(blocks), elems)
-
-    def work(part: list[tuple[int, int, int, int]]) -> None:
-        buf = torch.empty((program.nbuf, elems), dtype=x.dtype)
-        for block in part:
-            _run_block(x, program, buf, out, block, hi - lo)
-
-    if workers == 1:
-        work(blocks)
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(work, [blocks[k::workers] for k in range(workers)]))
+    buf = torch.empty((program.nbuf, elems), dtype=x.dtype)
+    for block in _blocks(b, d, elems):
+        _run_block(x, program, buf, out, block, hi - lo)
     return out
 
 

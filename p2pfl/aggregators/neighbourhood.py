@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -18,12 +18,23 @@ class Neighbourhood:
     ``received`` order; ``f`` the number of Byzantine inputs to tolerate.
 
     Shapes are checked on construction (cheap: no pass over the data).
+    :meth:`of_stacked` builds one from vectors already stacked own-first, which
+    :meth:`stacked` then returns without a copy.
     """
 
     own: Tensor
     received: Tensor
     weights: Tensor
     f: int
+    _stacked: Tensor | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of_stacked(cls, vectors: Tensor, weights: Tensor, f: int) -> Neighbourhood:
+        """From ``(b, m + 1, d)`` vectors, each node's own first."""
+        if not isinstance(vectors, Tensor) or vectors.ndim != 3 or vectors.shape[1] < 1:
+            shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else vectors
+            raise ValueError(f"Neighbourhood.of_stacked: expected shape (b, m + 1, d), got {shape}")
+        return cls(vectors[:, 0], vectors[:, 1:], weights, f, vectors)
 
     def __post_init__(self) -> None:
         for name in ("own", "received", "weights"):
@@ -65,4 +76,6 @@ class Neighbourhood:
 
     def stacked(self) -> Tensor:
         """``(b, m + 1, d)``: own first, then the received vectors."""
+        if self._stacked is not None:
+            return self._stacked
         return torch.cat([self.own.unsqueeze(1), self.received], dim=1)

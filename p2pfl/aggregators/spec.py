@@ -85,7 +85,7 @@ class Aggregator:
             x = hood.stacked()
             for _, step in self.pre:
                 x = step.rule(x, hood.f)
-            hood = Neighbourhood(x[:, 0], x[:, 1:], hood.weights, hood.f)
+            hood = Neighbourhood.of_stacked(x, hood.weights, hood.f)
         return self.spec.rule(hood, **self.parameters)
 
 

@@ -597,8 +597,8 @@ class Node:
         assert s.attack is not None  # guaranteed by NodeSetup for role "vector"
         table = {s.node_id: own, **got}
 
-        def vectors(ids: Sequence[int]) -> torch.Tensor:
-            return torch.stack([table[i] for i in ids])
+        def vectors(ids: torch.Tensor) -> torch.Tensor:
+            return torch.stack([table[i] for i in ids.tolist()])
 
         visible = [j for j in s.neighbours if j not in s.byzantine and j in got]
         targets = [j for j in s.neighbours if j in got]

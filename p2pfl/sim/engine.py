@@ -13,15 +13,17 @@ held-out test set. The same scenario and seed give the same numbers.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from p2pfl.aggregators import Neighbourhood
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import evaluate, local_steps
-from p2pfl.rounds import AttackGeometry, aggregate, attack_geometry, craft_messages
+from p2pfl.rounds import AttackGeometry, aggregate_hood, attack_geometry, craft_messages
+from p2pfl.sim.allocator import retain_freed_memory
 from p2pfl.sim.plan import RoundPlan, make_plan
 
 
@@ -70,6 +72,7 @@ class Simulation:
     """Holds the ``(N, d)`` state of a run; :meth:`run` drives it round by round."""
 
     def __init__(self, experiment: Experiment) -> None:
+        retain_freed_memory()  # rounds reallocate the same large tensors: see allocator.py
         self.exp = experiment
         self.plan: RoundPlan = make_plan(experiment)
         n = experiment.n
@@ -112,9 +115,10 @@ class Simulation:
         table = self._message_table(trained, r)
         new = trained.clone()
         for g in plan.groups:
-            new[g.nodes] = aggregate(
-                exp.aggregator, trained[g.nodes], table[g.inputs], g.weights, g.f
-            )
+            # One gather builds the stacked (G, m + 1, d) inputs: own rows come from the
+            # table too (rows 0..N-1 are the honest vectors).
+            hood = Neighbourhood.of_stacked(table[g.rows], g.weights, g.f)
+            new[g.nodes] = aggregate_hood(exp.aggregator, hood)
         if plan.byzantine_nodes.numel():
             new[plan.byzantine_nodes] = torch.sparse.mm(plan.byzantine_mixing, trained)
         self.params = new
@@ -127,8 +131,8 @@ class Simulation:
         assert exp.attack is not None
         extra = trained.new_empty((plan.extra_rows, trained.shape[1]))
 
-        def vectors(ids: Sequence[int]) -> torch.Tensor:
-            return trained[list(ids)]
+        def vectors(ids: torch.Tensor) -> torch.Tensor:
+            return trained.index_select(0, ids)
 
         for geometry, f_view in self._geometry:
             view = geometry.view(vectors, f_view, exp.seed, r)

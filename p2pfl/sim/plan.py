@@ -3,8 +3,8 @@
 Every node's parameters are a row of one ``(N, d)`` tensor. The vectors on the
 wire in a round form a *message table*: rows ``0..N-1`` are what each node would
 send honestly, followed by one row per (vector attacker, target) pair. Each node
-that aggregates with the rule reads its inputs from the table through an index
-``(m,)``, so a whole group of nodes with the same number of inputs ``m`` and the
+that aggregates with the rule reads its own row and its inputs from the table through an
+index ``(m + 1,)``, so a whole group of nodes with the same number of inputs ``m`` and the
 same ``f`` is gathered and aggregated in one batched call: the hot path loops
 over groups, never over nodes.
 """
@@ -22,7 +22,7 @@ from p2pfl.rounds import hood_weights
 @dataclass(frozen=True)
 class AggregationGroup:
     nodes: torch.Tensor  # (G,) node ids
-    inputs: torch.Tensor  # (G, m) message-table rows, in sender-id order
+    rows: torch.Tensor  # (G, m + 1) message-table rows: the node's own, then senders by id
     weights: torch.Tensor  # (G, m + 1) float32, self first
     f: int
 
@@ -67,9 +67,7 @@ def make_plan(exp: Experiment, max_group_bytes: int = 256 << 20) -> RoundPlan:
             groups.append(
                 AggregationGroup(
                     nodes=torch.tensor([i for i, _, _ in part], dtype=torch.int64),
-                    inputs=torch.tensor([idx for _, idx, _ in part], dtype=torch.int64).reshape(
-                        len(part), m
-                    ),
+                    rows=torch.tensor([[i, *idx] for i, idx, _ in part], dtype=torch.int64),
                     weights=torch.stack([w for _, _, w in part]),
                     f=f,
                 )

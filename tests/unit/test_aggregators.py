@@ -172,13 +172,10 @@ def test_order_statistics_beyond_the_network_size() -> None:
 
 
 @pytest.mark.parametrize(("b", "d"), [(5, 23), (2, 130), (1, 333)])
-def test_order_statistics_over_many_blocks_and_threads(
-    monkeypatch: pytest.MonkeyPatch, b: int, d: int
-) -> None:
-    # tiny blocks: several batch rows per block, ragged last blocks, worker threads
+def test_order_statistics_over_many_blocks(monkeypatch: pytest.MonkeyPatch, b: int, d: int) -> None:
+    # tiny blocks: several batch rows per block, ragged last blocks
     monkeypatch.setattr(_network, "BLOCK_ELEMS", 50)
     monkeypatch.setattr(_network, "MIN_BLOCK_ELEMS", 50)
-    monkeypatch.setattr(_network, "_workers", lambda blocks, elems: min(3, blocks))
     x = sample(b * d, b, 9, d)
     med, tm = median(x), trimmed_mean(x, 3)
     for i in range(b):

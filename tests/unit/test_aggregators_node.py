@@ -219,6 +219,20 @@ def test_neighbourhood_validation() -> None:
     assert Neighbourhood(own, rec, w, 0).n == 5
 
 
+def test_neighbourhood_of_stacked_vectors_shares_them() -> None:
+    vectors, w = torch.randn(2, 5, 3), torch.full((2, 5), 0.2)
+    hood = Neighbourhood.of_stacked(vectors, w, 1)
+    assert hood.stacked() is vectors
+    assert torch.equal(hood.own, vectors[:, 0]) and torch.equal(hood.received, vectors[:, 1:])
+    assert hood.n == 5 and hood.f == 1
+    separate = Neighbourhood(vectors[:, 0], vectors[:, 1:], w, 1)
+    assert torch.equal(separate.stacked(), vectors) and separate.stacked() is not vectors
+    assert torch.equal(make_aggregator("median", {})(hood), agg.median(vectors))
+    for bad in (torch.zeros(5, 3), torch.zeros(2, 0, 3)):
+        with pytest.raises(ValueError, match=r"of_stacked: expected shape \(b, m \+ 1, d\)"):
+            Neighbourhood.of_stacked(bad, w, 0)
+
+
 @pytest.mark.parametrize(
     "module",
     [

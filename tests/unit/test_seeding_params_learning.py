@@ -8,7 +8,7 @@ from torch import nn
 
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec, evaluate, local_steps
 from p2pfl.params import ParamLayout, flatten, load_flat, unflatten
-from p2pfl.seeding import batch_indices, derive_seed
+from p2pfl.seeding import batch_indices, derive_seed, round_batch_indices
 
 
 def test_batch_indices_same_for_one_node_or_all() -> None:
@@ -20,6 +20,17 @@ def test_batch_indices_same_for_one_node_or_all() -> None:
         assert torch.equal(one[0], all_rows[k])
     assert bool((all_rows < sizes.reshape(-1, 1)).all())
     assert bool((all_rows >= 0).all())
+
+
+def test_round_batch_indices_are_every_steps_batch_indices() -> None:
+    sizes = torch.tensor([7, 90, 13])
+    nodes = torch.tensor([3, 8, 11])
+    steps = round_batch_indices(5, nodes, 4, 6, 16, sizes)
+    assert steps.shape == (3, 6, 16)
+    for step in range(6):
+        assert torch.equal(steps[:, step], batch_indices(5, nodes, 4, step, 16, sizes))
+    assert torch.equal(round_batch_indices(5, nodes, 4, 6, 16, sizes, first=4), steps[:, 4:])
+    assert not torch.equal(steps[:, 0], steps[:, 1])
 
 
 def test_batch_indices_depend_on_every_coordinate() -> None:

@@ -41,7 +41,7 @@ def reference_round(exp, params: torch.Tensor, r: int) -> torch.Tensor:  # type:
         f = max(int(exp.f_per_node[i]) for i in targets)
         view = attack_view(
             b,
-            lambda ids: trained[list(ids)],
+            lambda ids: trained[ids],
             visible,
             targets,
             exp.neighbours,
