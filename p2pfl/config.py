@@ -18,13 +18,13 @@ back to a plain string (``--set model.params.hidden=[32,32]``).
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from p2pfl._compat import tomllib
 from p2pfl.errors import ConfigError
 from p2pfl.typecheck import coerce
 

@@ -23,7 +23,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from p2pfl._compat import Self, timeout
 
 STDERR_TAIL_LINES = 6
 
@@ -176,7 +178,7 @@ class NodeFleet:
         if running:
             waits = [self._procs[k].wait() for k in running]
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.stop_grace_s):
+                async with timeout(self.stop_grace_s):
                     await asyncio.gather(*waits)
         for node in self._procs:
             # Only while not reaped: a reaped process's id may belong to someone else.

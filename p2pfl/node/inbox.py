@@ -22,6 +22,8 @@ from typing import Literal
 
 import torch
 
+from p2pfl._compat import timeout_at
+
 Outcome = Literal["accepted", "stale", "ahead", "duplicate", "unknown_peer"]
 
 
@@ -126,7 +128,7 @@ class RoundInbox:
         """
         needed = expected if wait_for is None else wait_for
         try:
-            async with asyncio.timeout_at(deadline):
+            async with timeout_at(deadline):
                 while not self._complete(needed):
                     self._changed.clear()
                     await self._changed.wait()

@@ -127,6 +127,7 @@ from typing import Any
 import torch
 
 from p2pfl import __version__, wire
+from p2pfl._compat import BaseExceptionGroup, TaskGroup, timeout_at
 from p2pfl.checkpoint import Checkpoint, save_checkpoint
 from p2pfl.errors import ProtocolError
 from p2pfl.learning import evaluate, local_steps
@@ -284,7 +285,7 @@ class Node:
         try:
             async with Outbox(self.transport, s.neighbours, self._outbox_capacity) as outbox:
                 self._outbox = outbox
-                async with asyncio.TaskGroup() as tasks:
+                async with TaskGroup() as tasks:
                     helpers = [
                         tasks.create_task(self._read_loop(), name=f"node-{s.node_id}-reader")
                     ]
@@ -328,7 +329,7 @@ class Node:
             owed.set()
         shortened = False
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(start + s.network.hello_timeout) as limit:
+            async with timeout_at(start + s.network.hello_timeout) as limit:
                 while not self._mismatched and not self._heard >= set(s.neighbours):
                     if not shortened and self._ahead_of_me():
                         # restarted mid-run: a neighbour still dead must not delay the catch-up
@@ -680,7 +681,7 @@ class Node:
             # a suspected neighbour (dead, most likely) will not say bye: do not wait for it
             awaited = set(s.neighbours) - self._suspects
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(deadline):
+                async with timeout_at(deadline):
                     while not self._byes >= awaited:
                         self._changed.clear()
                         await self._changed.wait()

@@ -15,8 +15,9 @@ import asyncio
 import contextlib
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Self
 
+from p2pfl._compat import Self
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.transport import Transport, TransportClosed
 from p2pfl.wire import Frame
 
@@ -66,7 +67,7 @@ class Outbox:
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued message was handed to the transport; ``False`` on timeout."""
         try:
-            async with asyncio.timeout(timeout):
+            async with async_timeout(timeout):
                 for q in self._queues.values():
                     await q.join()
         except TimeoutError:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from p2pfl._compat import uncancel
 from p2pfl.checkpoint import Checkpoint, load_checkpoint
 from p2pfl.config import Scenario
 from p2pfl.errors import ConfigError
@@ -194,7 +195,7 @@ async def _serve(
             except asyncio.CancelledError:
                 if not caught:
                     raise
-                main.uncancel()
+                uncancel(main)
                 return 128 + caught[0]
             np.save(params_path(out, me), result.params.numpy(), allow_pickle=False)
             return 0

@@ -23,7 +23,6 @@ from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import evaluate, local_steps
 from p2pfl.rounds import AttackGeometry, aggregate_hood, attack_geometry, craft_messages
-from p2pfl.sim.allocator import retain_freed_memory
 from p2pfl.sim.plan import RoundPlan, make_plan
 
 
@@ -72,7 +71,6 @@ class Simulation:
     """Holds the ``(N, d)`` state of a run; :meth:`run` drives it round by round."""
 
     def __init__(self, experiment: Experiment) -> None:
-        retain_freed_memory()  # rounds reallocate the same large tensors: see allocator.py
         self.exp = experiment
         self.plan: RoundPlan = make_plan(experiment)
         n = experiment.n

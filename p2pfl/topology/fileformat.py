@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from p2pfl._compat import tomllib
 from p2pfl.errors import TopologyError
 from p2pfl.topology.checks import check_public_key, check_topology, parse_address
 from p2pfl.topology.model import Topology

@@ -37,7 +37,7 @@ Lifecycle
     ``close()`` is idempotent; ``async with`` closes on exit. After ``close``, and
     for any ``send``/``recv`` still waiting when ``close`` is called, the call raises
     :class:`TransportClosed` (a plain task cancellation still raises
-    ``CancelledError``). Requires Python 3.11 (``asyncio.timeout``, ``Task.uncancel``).
+    ``CancelledError``). Uses ``asyncio.timeout`` and ``Task.uncancel`` (backported on Python 3.10: :mod:`p2pfl._compat`).
 
 Implementations: :class:`p2pfl.transport.zeromq.ZmqTransport` (a PULL + one PUSH per neighbour) and
 :class:`p2pfl.transport.memory.MemoryTransport` (in process, for tests); one
@@ -55,10 +55,11 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import Any, NamedTuple
 
 import zmq
 
+from p2pfl._compat import Self, timeout, uncancel
 from p2pfl.errors import ConfigError, P2PFLError
 from p2pfl.wire import Frame
 
@@ -299,7 +300,7 @@ class Transport(abc.ABC):
                 )
         async with self._interruptible():
             try:
-                async with asyncio.timeout(self.options.send_timeout_s):
+                async with timeout(self.options.send_timeout_s):
                     queued = await self._send(peer, frames)
             except TimeoutError:
                 queued = False
@@ -382,5 +383,5 @@ class _Interruptible:
             t._interrupted.discard(task)
             # Take back the cancellation close() sent; if nobody else cancelled
             # the task, the caller sees TransportClosed instead of CancelledError.
-            if task.uncancel() == 0:
+            if uncancel(task) == 0:
                 raise TransportClosed(f"transport of node {t.node_id} was closed") from None

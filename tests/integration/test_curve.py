@@ -23,6 +23,7 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from p2pfl import wire
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.errors import RejectedMessage
 from p2pfl.security import (
     KeyPair,
@@ -129,7 +130,7 @@ def client(
 
 
 async def next_event(monitor: zmq.asyncio.Socket, wanted: set[int]) -> Any:
-    async with asyncio.timeout(WAIT_S):
+    async with async_timeout(WAIT_S):
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
             if event["event"] in wanted:
@@ -137,7 +138,7 @@ async def next_event(monitor: zmq.asyncio.Socket, wanted: set[int]) -> Any:
 
 
 async def recv(router: zmq.asyncio.Socket) -> list[zmq.Frame]:
-    async with asyncio.timeout(WAIT_S):
+    async with async_timeout(WAIT_S):
         parts = await router.recv_multipart(copy=False)
     return list(parts[1:])  # drop the ROUTER's routing-id frame, as the transport does
 
@@ -296,7 +297,7 @@ async def test_transport_hook_secures_zmq_transport(keys: dict[str, KeyPair]) ->
         )
         try:
             assert await t1.send(0, params_frames(sender=1))
-            async with asyncio.timeout(WAIT_S):
+            async with async_timeout(WAIT_S):
                 received = await t0.recv()
             assert received.peer == 1
             assert sec0.sender_of(received.peer, received.frames) == 1
@@ -388,7 +389,7 @@ async def test_separate_process_client_listed_and_unlisted(
     processes[0].kill()
     # then the listed one
     processes.append(spawn_client(key_dir, 1, own.public, endpoint))
-    async with asyncio.timeout(30):  # includes the child's interpreter and torch start-up
+    async with async_timeout(30):  # includes the child's interpreter and torch start-up
         parts = await router.recv_multipart(copy=False)
     await router.send_multipart([parts[0], b"ack"])
     out, err = await asyncio.to_thread(processes[1].communicate, timeout=30)

@@ -19,7 +19,6 @@ them was counted.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from _procs import LiveNet, no_leftover_processes, rejection_counts, ring_with_a
 from zmq.utils.monitor import recv_monitor_message
 
 from p2pfl import wire
+from p2pfl._compat import timeout as async_timeout
 
 ATTACKER = 3
 TARGET = 0
@@ -160,7 +160,7 @@ async def fuzz_live_node(run_dir: Path, count: int, rounds: int) -> None:
     try:
         sink = net.sink(ctx)  # node 0's messages to node 3 land here, unread
         await net.start()
-        async with asyncio.timeout(30 + 0.15 * rounds + count / 1000):
+        async with async_timeout(30 + 0.15 * rounds + count / 1000):
             start = await net.until(TARGET, "start")
             d = int(start["parameters"])
             max_bytes = 4 * d + wire.MAX_HEADER_BYTES

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import zmq.asyncio
 from _procs import LiveNet, no_leftover_processes, rejection_counts, ring_with_attacker
 
 from p2pfl import wire
+from p2pfl._compat import timeout as async_timeout
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -62,7 +62,7 @@ async def test_colliding_identities_from_a_neighbour_cannot_crash_a_live_node(
     try:
         sink = net.sink(ctx)
         await net.start()
-        async with asyncio.timeout(50):
+        async with async_timeout(50):
             start = await net.until(0, "start")
             d = int(start["parameters"])
             push = net.attack(ctx, 0)
@@ -130,7 +130,7 @@ async def test_a_live_node_rejects_and_counts_each_hostile_kind(run_dir: Path) -
     try:
         sink = net.sink(ctx)
         await net.start()
-        async with asyncio.timeout(50):
+        async with async_timeout(50):
             start = await net.until(0, "start")
             d = int(start["parameters"])
             dealer = net.attack(ctx, 0)

@@ -28,6 +28,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.checkpoint import CheckpointError, load_checkpoint
 from p2pfl.node import read_node_log
 from p2pfl.topology import Topology, save_topology
@@ -172,7 +173,7 @@ async def test_both_sides_learn_apart_and_reconverge_after_healing(
                 start_new_session=True,
             )  # fmt: skip
             readers.append(asyncio.create_task(read(k, procs[k])))
-        async with asyncio.timeout(150):
+        async with async_timeout(150):
             await reached["cut"].wait()
             net.cut()
             marks["cut"] = asyncio.get_running_loop().time()

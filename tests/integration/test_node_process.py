@@ -16,6 +16,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.node import read_node_log
 from p2pfl.topology import Topology, save_topology
 from p2pfl.transport import free_tcp_ports
@@ -69,7 +70,7 @@ async def test_sigterm_stops_a_node_cleanly_and_its_neighbour_finishes(run_dir: 
     )
     procs = [await start_node(scenario, k, run_dir) for k in (0, 1)]
     try:
-        async with asyncio.timeout(90):
+        async with async_timeout(90):
             await until_round(procs[0], 3)
             procs[0].send_signal(signal.SIGTERM)
             await procs[0].communicate()  # reads its stdout to the end, then waits

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 from _procs import no_leftover_processes
 
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.launcher import NodeFleet, launch, plan_launch
 from p2pfl.node import read_node_log
 
@@ -91,7 +92,7 @@ async def test_a_straggler_delays_its_neighbours_by_at_most_a_deadline_per_round
         task = asyncio.create_task(freezer())
 
     try:
-        async with asyncio.timeout(100):
+        async with async_timeout(100):
             result = await launch(plan, on_event=on_event, on_started=on_started, plots=False)
     finally:
         if task is not None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from p2pfl import wire
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.transport import Received, TransportOptions, ZmqTransport, free_tcp_ports
 
 pytestmark = pytest.mark.timeout(120)
@@ -45,7 +46,7 @@ async def pair() -> AsyncIterator[Pair]:
     )
     try:
         assert child.stdout is not None
-        async with asyncio.timeout(60):  # importing torch on a busy machine
+        async with async_timeout(60):  # importing torch on a busy machine
             line = await child.stdout.readline()
         assert line.decode().split() == ["ready", f"tcp://{child_address}"]
         yield Pair(local, child)
@@ -58,7 +59,7 @@ async def pair() -> AsyncIterator[Pair]:
 
 async def exchange(pair: Pair, message: wire.Message) -> tuple[Received, wire.Message]:
     assert await pair.local.send(1, wire.encode(message))
-    async with asyncio.timeout(30):
+    async with async_timeout(30):
         received = await pair.local.recv()
     return received, wire.decode(received.frames)
 
@@ -69,7 +70,7 @@ async def test_processes_exchange_hello_params_and_bye(pair: Pair) -> None:
     r1, hello = await exchange(pair, wire.Hello(0, "0.1.0", "abc", vector.numel(), 0))
     r2, params = await exchange(pair, wire.Params(0, 5, vector))
     r3, bye = await exchange(pair, wire.Bye(0, "done"))
-    async with asyncio.timeout(30):
+    async with async_timeout(30):
         status = await pair.child.wait()
 
     assert [r.peer for r in (r1, r2, r3)] == [1, 1, 1]

@@ -14,6 +14,7 @@ import zmq.asyncio
 
 import p2pfl.transport as transport_pkg
 from p2pfl import wire
+from p2pfl._compat import timeout as async_timeout
 from p2pfl.errors import ConfigError
 from p2pfl.transport import (
     MemoryNetwork,
@@ -97,13 +98,13 @@ def as_bytes(frame: wire.Frame) -> bytes:
 
 
 async def recv_within(t: Transport, seconds: float = 10.0) -> transport_pkg.Received:
-    async with asyncio.timeout(seconds):
+    async with async_timeout(seconds):
         return await t.recv()
 
 
 async def nothing_arrives(t: Transport, seconds: float) -> bool:
     try:
-        async with asyncio.timeout(seconds):
+        async with async_timeout(seconds):
             await t.recv()
     except TimeoutError:
         return True
@@ -119,7 +120,9 @@ async def test_three_peers_all_to_all_report_connection_identity(cluster: Cluste
     results = await asyncio.gather(
         *(n.send(j, wire.encode(wire.Bye(n.node_id, f"to {j}"))) for n in nodes for j in n.peers)
     )
-    got = {n.node_id: [await recv_within(n) for _ in range(2)] for n in nodes}
+    got = {}
+    for n in nodes:
+        got[n.node_id] = [await recv_within(n) for _ in range(2)]
 
     assert all(results)
     for node_id, received in got.items():
@@ -476,7 +479,7 @@ async def test_zmq_close_also_closes_sockets_a_hook_opened_in_its_context() -> N
             opened.append(extra)
 
     t = ZmqTransport(0, "127.0.0.1:0", {}, options=TransportOptions(configure_socket=hook))
-    async with asyncio.timeout(10):  # Context.term would wait for `extra` forever
+    async with async_timeout(10):  # Context.term would wait for `extra` forever
         await t.close()
 
     assert len(opened) == 1
