@@ -10,8 +10,8 @@ bounded by ``(rounds_ahead + 1) * len(peers)`` vectors.
 :meth:`RoundInbox.collect` waits (on an event, never by polling) until every
 expected sender's vector for the current round is in, or the deadline passes,
 and returns what arrived (optionally waiting only for some of the expected
-senders, see ``wait_for``). A peer that said goodbye (:meth:`RoundInbox.depart`)
-is no longer waited for.
+senders, see ``wait_for``, and for a least number of them, see ``at_least``). A
+peer that said goodbye (:meth:`RoundInbox.depart`) is no longer waited for.
 """
 
 from __future__ import annotations
@@ -110,26 +110,30 @@ class RoundInbox:
         """The current round's vectors so far, by sender."""
         return dict(self._buffers.get(self._round, {}))
 
-    def _complete(self, expected: Collection[int]) -> bool:
+    def _complete(self, expected: Collection[int], needed: Collection[int], at_least: int) -> bool:
         got = self._buffers.get(self._round, {})
-        return all(p in got or p in self._departed for p in expected)
+        if not all(p in got or p in self._departed for p in needed):
+            return False
+        return sum(p in got or p in self._departed for p in expected) >= at_least
 
     async def collect(
         self,
         expected: Collection[int],
         deadline: float,
         wait_for: Collection[int] | None = None,
+        at_least: int = 0,
     ) -> dict[int, torch.Tensor]:
         """Wait until every sender in ``wait_for`` delivered this round (or left), or ``deadline``.
 
         ``deadline`` is on the event loop's clock (``loop.time()``); ``wait_for``
-        defaults to ``expected``. Returns the vectors of ``expected`` senders that
-        arrived by then, by sender id.
+        defaults to ``expected``. With ``at_least = k``, it also waits until ``k``
+        senders of ``expected`` delivered (or left). Returns the vectors of
+        ``expected`` senders that arrived by then, by sender id.
         """
         needed = expected if wait_for is None else wait_for
         try:
             async with timeout_at(deadline):
-                while not self._complete(needed):
+                while not self._complete(expected, needed, at_least):
                     self._changed.clear()
                     await self._changed.wait()
         except TimeoutError:

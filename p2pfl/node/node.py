@@ -31,25 +31,29 @@ a :class:`~p2pfl.transport.Transport`. :meth:`Node.run` then
 
 3. **says bye** and, after a completed run, waits (at most a round deadline) for
    its neighbours' byes, so its last vectors are delivered before its sockets
-   close (they close with ``LINGER=0``). Cancelled (SIGTERM), it says bye and
-   leaves at once: neighbours stop waiting for it.
+   close. Cancelled (SIGTERM), it says bye and leaves at once (the transport's
+   close lets the bye go out: ``TransportOptions.close_linger_ms``): neighbours
+   stop waiting for it.
 
 Suspected and lagging neighbours
-    A neighbour whose vector did not arrive by a deadline (or that never said
-    hello) is *suspected*: the node no longer waits for it, but still aggregates
-    its vector whenever it is in by the time the others are. Without this, one
-    dead neighbour would cost every round a full deadline. A node that waited out
-    a deadline is late, by up to a deadline, for its own neighbours; they miss
-    its vector once and suspect it, then receive that vector after moving on (a
-    vector of the previous round): the neighbour is alive and *lagging*, and in
-    the next round it is waited for up to two deadlines, which brings the two
-    back in step. A vector arriving in time clears both states; so does a hello
-    during the handshake. Once rounds run, a neighbour saying hello again (it
-    restarted) is accepted back (answered, no longer counted as departed) but
-    stays suspected until one of its vectors arrives in time, so a restarted node
-    never makes its neighbours wait beyond these rules. In a run without faults
-    nobody misses a deadline, so none of this happens and the simulator's
-    numbers are reproduced exactly.
+    A neighbour whose vector did not arrive by a deadline (or that never said hello)
+    is *suspected*: the node no longer waits for it, but still aggregates its vector
+    whenever it is in by the time the others are. Without this, one dead neighbour
+    would cost every round a full deadline. A node that waited out a deadline is
+    late, by up to a deadline, for its own neighbours; they miss its vector once and
+    suspect it, then receive that vector after moving on (a vector of an earlier
+    round): the neighbour is alive and *lagging*, and it is waited for up to two
+    deadlines (in the round under way if it is still being collected, else in the
+    next), which brings the two back in step. A node whose neighbours are all
+    suspected waits (up to the deadline) for the first of them: alone, it would race
+    through rounds at the speed of its training, ever further ahead of neighbours
+    that are merely slow. A vector arriving in time clears both states; so does a
+    hello during the handshake. Once rounds run, a neighbour saying hello again (it restarted) is
+    accepted back (answered, no longer counted as departed) but stays suspected
+    until one of its vectors arrives in time, so a restarted node never makes its
+    neighbours wait beyond these rules. In a run without faults nobody misses a
+    deadline, so none of this happens and the simulator's numbers are reproduced
+    exactly.
 
 Restart and catch-up
     Built with ``resume=`` a :class:`~p2pfl.checkpoint.Checkpoint` (``p2pfl node
@@ -76,18 +80,22 @@ Restart and catch-up
     simply continues with round ``c + 1``.
 
 Partitions
-    A vector from a neighbour two or more rounds away is refused by validation
+    A vector from a neighbour two or more rounds behind, or more than two rounds
+    ahead (the inbox's ``rounds_ahead``), is refused by validation
     (``stale_round`` / ``future_round``); the refusing node then sends that
     neighbour a hello announcing its own round (a hello is answered only when it
     announces a round not past the last one known of its sender, i.e. after a
-    restart, so hellos never bounce back and forth). At the start of each round
-    the node looks at the ``(f+1)``-th largest round its neighbours announced; two
-    or more rounds ahead of its own, it runs a catch-up round (as after a restart,
-    above) at the round after it. So when a partition heals, the side that fell
-    behind jumps to the other side's round, adopting the aggregate of what it
-    receives, and both sides mix again. In a run without faults no neighbour is
-    ever two rounds ahead (each waits for the other's vector), so this never
-    happens there.
+    restart, so hellos never bounce back and forth). A suspected neighbour whose
+    refused vector was of an earlier round is alive and lagging, as above. At the
+    start of each round the node looks at the ``(f+1)``-th largest round its
+    neighbours announced; more than ``rounds_ahead`` rounds ahead of its own (their
+    vectors of the rounds between were refused), it runs a catch-up round (as
+    after a restart, above) at the round after it; closer, their vectors are in
+    its inbox and ordinary rounds catch up. So when a partition heals, the side
+    that fell behind jumps to the other side's round, adopting the aggregate of
+    what it receives, and both sides mix again. In a run without faults no
+    neighbour is ever two rounds ahead (each waits for the other's vector), so
+    this never happens there.
 
 Too few inputs
     If fewer than ``aggregator.min_inputs(f)`` vectors (own included) are
@@ -479,9 +487,11 @@ class Node:
                 )
         while r <= s.rounds:
             ahead = self._ahead_round()
-            if ahead is not None and ahead >= r + 2:
-                # two or more rounds behind (a partition healed, or our neighbours gave up
-                # waiting for us): our vectors would be refused as stale; jump instead
+            if ahead is not None and ahead > r + self._inbox.rounds_ahead:
+                # further behind than our inbox keeps their vectors for (a partition
+                # healed, or our neighbours gave up waiting for us): their vectors of the
+                # rounds between were refused, so running them would only wait; jump instead.
+                # Closer than that, their vectors are buffered and ordinary rounds catch up.
                 r = await self._catch_up(r, min(ahead + 1, s.rounds), ahead)
             else:
                 await self._run_round(r)
@@ -544,13 +554,18 @@ class Node:
         loop = asyncio.get_running_loop()
         start = loop.time()
         normal = [j for j in expected if j not in self._suspects and j not in self._lagging]
-        got = await self._inbox.collect(expected, deadline, normal)
+        # With every neighbour suspected, wait for the first of them to arrive: racing
+        # through rounds alone would leave slow ones ever further behind.
+        first = 1 if expected and not normal else 0
+        got = await self._inbox.collect(expected, deadline, normal, at_least=first)
         lagging = [j for j in expected if j in self._lagging and j not in got]
         if lagging:
             extra = self.setup.network.round_timeout
             got = await self._inbox.collect(expected, deadline + extra, lagging)
         waited = loop.time() - start
         for j in expected:
+            if j in self._lagging and j not in got and j not in lagging:
+                continue  # found alive and behind after the waits: waited for longer next round
             self._lagging.discard(j)
             if j in got:
                 self._suspects.discard(j)
@@ -706,17 +721,28 @@ class Node:
                 received.frames, sender, self._expect, self._seen, self.counters.rejections
             )
             if message is None:
-                if sender is not None and gaps is not None and self._round_gaps(sender) > gaps:
-                    # two or more rounds apart: tell it where we are, so that whichever
-                    # of us is behind can catch up (see "Partitions")
-                    self._owe[sender].set()
+                if sender is not None and gaps is not None:
+                    stale, future = self._round_gaps(sender)
+                    if (stale, future) != gaps:
+                        # two or more rounds apart: tell it where we are, so that whichever
+                        # of us is behind can catch up (see "Partitions")
+                        self._owe[sender].set()
+                    if stale > gaps[0]:
+                        self._alive_behind(sender)
                 self._note_rejection(sender)
             else:
                 self._dispatch(message)
 
-    def _round_gaps(self, sender: int | None) -> int:
+    def _round_gaps(self, sender: int | None) -> tuple[int, int]:
+        """How many of ``sender``'s messages were refused as rounds behind, and as ahead."""
         reasons = self.counters.rejections.of(sender)
-        return reasons.get("stale_round", 0) + reasons.get("future_round", 0)
+        return reasons.get("stale_round", 0), reasons.get("future_round", 0)
+
+    def _alive_behind(self, peer: int) -> None:
+        """A vector of an earlier round came from ``peer``: if suspected, wait longer for it."""
+        if peer in self._suspects:
+            self._suspects.discard(peer)
+            self._lagging.add(peer)
 
     def _note_rejection(self, sender: int | None) -> None:
         """A neighbour whose hello or vector does not fit our model fails the handshake."""
@@ -743,12 +769,10 @@ class Node:
         if isinstance(message, wire.Params):
             self._note_round(peer, message.round)
             outcome = self._inbox.put(peer, message.round, message.vector)
-            if peer in self._suspects:
-                if outcome == "stale":  # alive, one round behind: wait longer for it next round
-                    self._suspects.discard(peer)
-                    self._lagging.add(peer)
-                elif outcome == "accepted":  # alive and in step again
-                    self._suspects.discard(peer)
+            if outcome == "stale":  # alive, one round behind
+                self._alive_behind(peer)
+            elif outcome == "accepted":  # alive and in step again
+                self._suspects.discard(peer)
         elif isinstance(message, wire.Hello):
             known = self._peer_rounds.get(peer, -1)
             if peer in self._heard and message.round <= known:

@@ -125,7 +125,10 @@ class TransportOptions:
     ``heartbeat_ivl_ms`` / ``heartbeat_timeout_ms``: ZMTP heartbeats, a connection
     silent for the timeout is closed (and reconnected every ``reconnect_ivl_ms``,
     backing off to ``reconnect_ivl_max_ms``); ``send_timeout_s``: the longest a
-    ``send`` waits before dropping; ``configure_socket``: see :data:`SocketHook`.
+    ``send`` waits before dropping; ``close_linger_ms``: how long ``close`` lets
+    messages already queued (a goodbye, a last round's vector) go out before
+    dropping them (ZeroMQ LINGER at close; 0: drop at once); ``configure_socket``:
+    see :data:`SocketHook`.
     """
 
     hwm: int = 4
@@ -135,6 +138,7 @@ class TransportOptions:
     reconnect_ivl_ms: int = 100
     reconnect_ivl_max_ms: int = 2000
     send_timeout_s: float = 1.0
+    close_linger_ms: int = 1000
     configure_socket: SocketHook | None = None
 
     def __post_init__(self) -> None:
@@ -147,6 +151,11 @@ class TransportOptions:
             "reconnect_ivl_max_ms",
         ):
             _positive_int(getattr(self, name), name)
+        linger = self.close_linger_ms
+        if type(linger) is not int or linger < 0:
+            raise ConfigError(
+                f"TransportOptions.close_linger_ms must be a non-negative int, got {linger!r}"
+            )
         if self.max_message_bytes > 2**62:
             raise ConfigError("TransportOptions.max_message_bytes must be at most 2**62")
         if self.heartbeat_timeout_ms < self.heartbeat_ivl_ms:
@@ -319,7 +328,10 @@ class Transport(abc.ABC):
         return received
 
     async def close(self) -> None:
-        """Close sockets and end pending ``send``/``recv`` calls; idempotent."""
+        """Close sockets and end pending ``send``/``recv`` calls; idempotent.
+
+        Messages already queued get up to ``options.close_linger_ms`` to go out.
+        """
         if self._closed:
             return
         self._closed = True

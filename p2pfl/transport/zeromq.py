@@ -13,7 +13,7 @@ Sockets (see :mod:`p2pfl.transport.base` for the semantics they implement):
   to a neighbour that is down waits (up to ``send_timeout_s``) for it to come up
   and is then dropped, instead of piling stale rounds into an unbounded backlog.
 
-Every socket gets ``LINGER=0`` (close never waits), ``SNDHWM``/``RCVHWM`` =
+Every socket gets ``SNDHWM``/``RCVHWM`` =
 ``options.hwm``, ``MAXMSGSIZE`` = ``options.max_message_bytes`` (a peer sending a
 larger frame is disconnected), ZMTP heartbeats (``HEARTBEAT_IVL``/``TIMEOUT``/``TTL``)
 so a silent peer's connection is closed and retried with back-off
@@ -26,8 +26,10 @@ class's ``asyncio.timeout``. Received frames are ``zmq.Frame`` objects whose
 memory belongs to that message alone (:func:`p2pfl.wire.decode` can view it) and
 that carry their connection's metadata (``zmq_msg_gets``), which is where the
 sender's identity is read. Each transport owns its ZeroMQ context (one I/O
-thread). ``close`` destroys it, closing every socket in it: also those a hook
-opened there (CurveZMQ's ZAP handler must live in the same context), so closing
+thread). ``close`` destroys it with ``LINGER`` = ``options.close_linger_ms``
+(messages already queued may go out for that long), closing every socket in
+it: also those a hook opened there (CurveZMQ's ZAP handler must live in the
+same context), so closing
 the transport before or after stopping such a handler both work; stopping it
 afterwards finds its socket already closed.
 
@@ -205,5 +207,9 @@ class ZmqTransport(Transport):
 
     async def _close(self) -> None:
         # destroy, not term: term would wait forever for sockets a hook opened in
-        # this context (a ZAP handler) when the transport closes first.
-        self._ctx.destroy(linger=0)
+        # this context (a ZAP handler) when the transport closes first. The linger
+        # lets a message just handed to ZeroMQ (a goodbye) reach the wire: with 0 it
+        # can be dropped in the I/O thread's queue, and the neighbour waits a deadline.
+        # It blocks the loop at most that long, and only while a live peer is slow to
+        # read: with IMMEDIATE, nothing is queued for a peer that is down.
+        self._ctx.destroy(linger=self.options.close_linger_ms)

@@ -146,6 +146,138 @@ async def test_silent_attackers_send_nothing_and_cost_their_neighbours_a_deadlin
     assert first["received"] == [2, 4]  # the silent node still listens
 
 
+async def test_a_node_whose_neighbours_are_all_suspected_still_waits_a_deadline() -> None:
+    # Node 0's two neighbours say hello, then never send a vector and never leave. Once
+    # both are suspected, node 0 must not race through its rounds alone: their vectors,
+    # when they come, would be rounds late and refused, and nobody would catch up.
+    exp = experiment(
+        "byzantine.count=0",
+        "aggregator.name=mean",
+        "aggregator.f=0",
+        "run.rounds=6",
+        "network.round_timeout=0.3",
+        "network.hello_timeout=0.5",
+    )
+    network = Network(exp, nodes=[0, 1, 5])
+    setup = NodeSetup.from_experiment(exp, 0)
+    log = NodeLog(0)
+    node = Node(setup, network.transports[0], log=log)
+    for peer in (1, 5):
+        hello = wire.Hello(peer, "x", setup.fingerprint, setup.d, 0)
+        assert await network.transports[peer].send(0, wire.encode(hello))
+    try:
+        result = await node.run()
+    finally:
+        await network.close()
+
+    assert result.rounds_completed == 6
+    rounds = [e for e in log.events if e["event"] == "round"]
+    assert [e["suspected"] for e in rounds] == [[1, 5]] * 6
+    waits = [e["wait_seconds"] for e in rounds]
+    assert all(w >= 0.29 for w in waits), waits  # 0.3 s: a deadline, not 0
+
+
+async def test_a_suspected_neighbour_heard_rounds_behind_is_waited_for_longer() -> None:
+    # Neighbour 1 is silent, hence suspected, until node 0's round 6; then it sends a
+    # vector of round 4 (refused: two rounds behind) and, 0.45 s later, its round-6
+    # vector. The refused vector shows it alive: node 0 waits for it past its 0.3 s
+    # deadline (up to two) and aggregates it, instead of closing the round without it.
+    exp = experiment(
+        "byzantine.count=0",
+        "aggregator.name=mean",
+        "aggregator.f=0",
+        "run.rounds=7",
+        "network.round_timeout=0.3",
+        "network.hello_timeout=0.5",
+    )
+    network = Network(exp, nodes=[0, 1, 5])
+    setup = NodeSetup.from_experiment(exp, 0)
+    log = NodeLog(0)
+    node = Node(setup, network.transports[0], log=log)
+    vector = exp.initial
+
+    async def neighbour(peer: int) -> None:
+        t = network.transports[peer]
+        await t.send(0, wire.encode(wire.Hello(peer, "x", setup.fingerprint, setup.d, 0)))
+        while True:
+            message = wire.decode((await t.recv()).frames)
+            if isinstance(message, wire.Bye):
+                return
+            if not isinstance(message, wire.Params):
+                continue
+            r = message.round
+            if peer == 5:
+                await asyncio.sleep(0.1 if r == 6 else 0)  # node 0 learns of 1 first
+                await t.send(0, wire.encode(wire.Params(5, r, vector)))
+            elif r == 6:
+                await t.send(0, wire.encode(wire.Params(1, 4, vector)))
+                await asyncio.sleep(0.45)
+                await t.send(0, wire.encode(wire.Params(1, 6, vector)))
+
+    try:
+        result, *_ = await asyncio.gather(node.run(), neighbour(1), neighbour(5))
+    finally:
+        await network.close()
+
+    assert result.rounds_completed == 7
+    rounds = {e["round"]: e for e in log.events if e["event"] == "round"}
+    assert rounds[5]["received"] == [5] and rounds[5]["suspected"] == [1]
+    assert rounds[6]["received"] == [1, 5], rounds[6]
+    assert rounds[6]["waited_longer_for"] == [1]
+    assert 0.4 <= rounds[6]["wait_seconds"] <= 0.6 + 0.3
+    assert node.counters.rejections.of(1) == {"stale_round": 1}
+
+
+@pytest.mark.parametrize(("announced", "catches_up"), [(8, False), (9, True)])
+async def test_a_node_catches_up_only_past_the_rounds_its_inbox_buffers(
+    announced: int, catches_up: bool
+) -> None:
+    # During node 0's round 5, neighbour 1 announces round ``announced``. At the start
+    # of round 6, round 8 is within the inbox's window (6 + 2): the neighbours' vectors
+    # of rounds 6-8 are buffered, ordinary rounds follow them. Round 9 is past it: node 0
+    # jumps there with a catch-up round.
+    exp = experiment(
+        "byzantine.count=0",
+        "aggregator.name=mean",
+        "aggregator.f=0",
+        "run.rounds=9",
+        "network.round_timeout=0.3",
+        "network.hello_timeout=0.5",
+    )
+    network = Network(exp, nodes=[0, 1, 5])
+    setup = NodeSetup.from_experiment(exp, 0)
+    log = NodeLog(0)
+    node = Node(setup, network.transports[0], log=log)
+
+    async def neighbour(peer: int) -> None:
+        t = network.transports[peer]
+        await t.send(0, wire.encode(wire.Hello(peer, "x", setup.fingerprint, setup.d, 0)))
+        while True:
+            message = wire.decode((await t.recv()).frames)
+            if isinstance(message, wire.Bye):
+                return
+            if isinstance(message, wire.Params):  # lockstep: answer each round's vector
+                await t.send(0, wire.encode(wire.Params(peer, message.round, exp.initial)))
+                if peer == 1 and message.round == 5:
+                    hello = wire.Hello(1, "x", setup.fingerprint, setup.d, announced)
+                    await t.send(0, wire.encode(hello))
+
+    try:
+        result, *_ = await asyncio.gather(node.run(), neighbour(1), neighbour(5))
+    finally:
+        await network.close()
+
+    assert result.rounds_completed == 9
+    rounds = [e["round"] for e in log.events if e["event"] == "round"]
+    jumps = [(e["from_round"], e["round"]) for e in log.events if e["event"] == "catch_up"]
+    if catches_up:
+        assert jumps == [(6, 9)]
+        assert rounds == [1, 2, 3, 4, 5, 9]
+    else:
+        assert jumps == []
+        assert rounds == list(range(1, 10))
+
+
 async def test_a_neighbour_that_never_comes_is_waited_for_at_most_the_deadline() -> None:
     exp = experiment(
         "byzantine.count=0",

@@ -127,6 +127,33 @@ async def test_collect_does_not_wait_for_departed_or_unneeded_peers() -> None:
     assert inbox.departed == frozenset()
 
 
+async def test_collect_at_least_waits_for_the_first_arrival_or_the_deadline() -> None:
+    inbox = RoundInbox([1, 2, 3])
+    inbox.advance(1)
+    loop = asyncio.get_running_loop()
+
+    async def deliver() -> None:
+        await asyncio.sleep(0.05)
+        inbox.put(3, 1, V)
+
+    start = loop.time()
+    got, _ = await asyncio.gather(inbox.collect([1, 2, 3], start + 10, [], at_least=1), deliver())
+    assert list(got) == [3]
+    assert loop.time() - start < 5
+
+    inbox.advance(2)
+    start = loop.time()
+    got = await inbox.collect([1, 2, 3], start + 0.1, [], at_least=1)  # nobody sends
+    assert got == {}
+    assert loop.time() - start >= 0.09
+
+    inbox.advance(3)
+    inbox.depart(1)  # a departed peer counts as in
+    start = loop.time()
+    assert await inbox.collect([1, 2, 3], start + 10, [], at_least=1) == {}
+    assert loop.time() - start < 5
+
+
 # ----------------------------------------------------------------------------- outbox
 
 

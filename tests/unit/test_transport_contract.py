@@ -303,6 +303,30 @@ async def test_full_queue_drops_are_counted_and_bounded(cluster: Cluster) -> Non
     assert slowest < 0.1 + SLACK_S
 
 
+async def test_messages_queued_just_before_close_still_arrive(cluster: Cluster) -> None:
+    # A goodbye is the last thing a stopping node sends: close must not drop it.
+    a, b = cluster.mesh(2)
+    chunk = bytes(2**20)  # a few of these take the I/O thread a while to write out
+    for i in range(4):
+        assert await a.send(1, [i.to_bytes(1, "big"), chunk])
+    await a.close()
+
+    got = [as_bytes((await recv_within(b)).frames[0]) for _ in range(4)]
+
+    assert got == [bytes([0]), bytes([1]), bytes([2]), bytes([3])]
+
+
+async def test_close_waits_at_most_the_linger_for_a_peer_that_never_reads(cluster: Cluster) -> None:
+    # A peer that never reads costs a closing node at most the linger.
+    options = TransportOptions(hwm=1, send_timeout_s=0.1, close_linger_ms=200)
+    a, _ = cluster.mesh(2, options)  # the receiver never reads
+    while await a.send(1, [bytes(2**20)]):
+        pass
+    start = time.monotonic()
+    await a.close()
+    assert time.monotonic() - start < 0.2 + SLACK_S
+
+
 async def test_oversized_frame_is_not_delivered(cluster: Cluster) -> None:
     options = TransportOptions(max_message_bytes=1000, send_timeout_s=2.0)
     a, b, c = cluster.mesh(3, options)
@@ -349,6 +373,8 @@ async def test_bad_ids_and_addresses_are_config_errors(
         ("send_timeout_s", 0, "send_timeout_s must be a positive number"),
         ("send_timeout_s", float("inf"), "send_timeout_s must be a positive number"),
         ("send_timeout_s", "1", "send_timeout_s must be a positive number"),
+        ("close_linger_ms", -1, "close_linger_ms must be a non-negative int"),
+        ("close_linger_ms", 0.5, "close_linger_ms must be a non-negative int"),
         ("configure_socket", 3, "configure_socket must be callable"),
     ],
 )
