@@ -10,8 +10,9 @@ bounded by ``(rounds_ahead + 1) * len(peers)`` vectors.
 :meth:`RoundInbox.collect` waits (on an event, never by polling) until every
 expected sender's vector for the current round is in, or the deadline passes,
 and returns what arrived (optionally waiting only for some of the expected
-senders, see ``wait_for``, and for a least number of them, see ``at_least``). A
-peer that said goodbye (:meth:`RoundInbox.depart`) is no longer waited for.
+senders, see ``wait_for``, and for at least a number of them, see
+``at_least``). A peer that said goodbye (:meth:`RoundInbox.depart`) is no
+longer waited for.
 """
 
 from __future__ import annotations

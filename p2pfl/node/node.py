@@ -33,7 +33,9 @@ a :class:`~p2pfl.transport.Transport`. :meth:`Node.run` then
    its neighbours' byes, so its last vectors are delivered before its sockets
    close. Cancelled (SIGTERM), it says bye and leaves at once (the transport's
    close lets the bye go out: ``TransportOptions.close_linger_ms``): neighbours
-   stop waiting for it.
+   stop waiting for it. A bye can still be lost, to a neighbour that is frozen or
+   swamped when this node leaves (ZeroMQ drops what the receiver had not yet read
+   when the connection closes); that neighbour then treats it as dead (below).
 
 Suspected and lagging neighbours
     A neighbour whose vector did not arrive by a deadline (or that never said hello)

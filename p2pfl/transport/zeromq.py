@@ -13,12 +13,12 @@ Sockets (see :mod:`p2pfl.transport.base` for the semantics they implement):
   to a neighbour that is down waits (up to ``send_timeout_s``) for it to come up
   and is then dropped, instead of piling stale rounds into an unbounded backlog.
 
-Every socket gets ``SNDHWM``/``RCVHWM`` =
-``options.hwm``, ``MAXMSGSIZE`` = ``options.max_message_bytes`` (a peer sending a
-larger frame is disconnected), ZMTP heartbeats (``HEARTBEAT_IVL``/``TIMEOUT``/``TTL``)
-so a silent peer's connection is closed and retried with back-off
-(``RECONNECT_IVL``/``RECONNECT_IVL_MAX``), and then ``options.configure_socket`` (the
-place for CurveZMQ keys), before ``bind``/``connect``.
+Every socket gets ``SNDHWM``/``RCVHWM`` = ``options.hwm``, ``MAXMSGSIZE`` =
+``options.max_message_bytes`` (a peer sending a larger frame is disconnected), ZMTP
+heartbeats (``HEARTBEAT_IVL``/``TIMEOUT``/``TTL``) so a silent peer's connection is
+closed and retried with back-off (``RECONNECT_IVL``/``RECONNECT_IVL_MAX``), and then
+``options.configure_socket`` (the place for CurveZMQ keys), before
+``bind``/``connect``.
 
 Sends are zero-copy (``copy=False``); ``zmq.asyncio`` first tries a non-blocking
 send and otherwise waits for the socket to become writable, under the base
