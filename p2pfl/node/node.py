@@ -43,19 +43,19 @@ Suspected and lagging neighbours
     whenever it is in by the time the others are. Without this, one dead neighbour
     would cost every round a full deadline. A node that waited out a deadline is
     late, by up to a deadline, for its own neighbours; they miss its vector once and
-    suspect it, then receive that vector after moving on (a vector of an earlier
-    round): the neighbour is alive and *lagging*, and it is waited for up to two
-    deadlines (in the round under way if it is still being collected, else in the
-    next), which brings the two back in step. A node whose neighbours are all
+    suspect it, then receive that vector after moving on (a vector of one of the two
+    previous rounds): the neighbour is alive and *lagging*, and it is waited for up
+    to two deadlines (in the round under way if it is still being collected, else in
+    the next), which brings the two back in step. A node whose neighbours are all
     suspected waits (up to the deadline) for the first of them: alone, it would race
     through rounds at the speed of its training, ever further ahead of neighbours
     that are merely slow. A vector arriving in time clears both states; so does a
-    hello during the handshake. Once rounds run, a neighbour saying hello again (it restarted) is
-    accepted back (answered, no longer counted as departed) but stays suspected
-    until one of its vectors arrives in time, so a restarted node never makes its
-    neighbours wait beyond these rules. In a run without faults nobody misses a
-    deadline, so none of this happens and the simulator's numbers are reproduced
-    exactly.
+    hello during the handshake. Once rounds run, a neighbour saying hello again (it
+    restarted) is accepted back (answered, no longer counted as departed) but stays
+    suspected until one of its vectors arrives in time, so a restarted node never
+    makes its neighbours wait beyond these rules. In a run without faults nobody
+    misses a deadline, so none of this happens and the simulator's numbers are
+    reproduced exactly.
 
 Restart and catch-up
     Built with ``resume=`` a :class:`~p2pfl.checkpoint.Checkpoint` (``p2pfl node
@@ -82,21 +82,19 @@ Restart and catch-up
     simply continues with round ``c + 1``.
 
 Partitions
-    A vector from a neighbour two or more rounds behind, or more than two rounds
-    ahead (the inbox's ``rounds_ahead``), is refused by validation
-    (``stale_round`` / ``future_round``); the refusing node then sends that
-    neighbour a hello announcing its own round (a hello is answered only when it
-    announces a round not past the last one known of its sender, i.e. after a
-    restart, so hellos never bounce back and forth). A suspected neighbour whose
-    refused vector was of an earlier round is alive and lagging, as above. At the
-    start of each round the node looks at the ``(f+1)``-th largest round its
-    neighbours announced; more than ``rounds_ahead`` rounds ahead of its own (their
-    vectors of the rounds between were refused), it runs a catch-up round (as
-    after a restart, above) at the round after it; closer, their vectors are in
-    its inbox and ordinary rounds catch up. So when a partition heals, the side
-    that fell behind jumps to the other side's round, adopting the aggregate of
-    what it receives, and both sides mix again. In a run without faults no
-    neighbour is ever two rounds ahead (each waits for the other's vector), so
+    A vector from a neighbour more than two rounds behind, or more than two rounds
+    ahead (the inbox's ``rounds_ahead``), is refused by validation (``stale_round``
+    / ``future_round``); the refusing node then sends that neighbour a hello
+    announcing its own round (a hello is answered only when it announces a round not
+    past the last one known of its sender, i.e. after a restart, so hellos never
+    bounce back and forth). At the start of each round the node looks at the
+    ``(f+1)``-th largest round its neighbours announced; more than ``rounds_ahead``
+    rounds ahead of its own (their vectors of the rounds between were refused), it
+    runs a catch-up round (as after a restart, above) at the round after it; closer,
+    their vectors are in its inbox and ordinary rounds catch up. So when a partition
+    heals, the side that fell behind jumps to the other side's round, adopting the
+    aggregate of what it receives, and both sides mix again. In a run without faults
+    no neighbour is ever two rounds ahead (each waits for the other's vector), so
     this never happens there.
 
 Too few inputs
@@ -120,8 +118,8 @@ Incoming messages
     (size, decode, sender, round window, duplicates, dtype, length, NaN/Inf):
     a refused or undecodable message is counted per peer and reason and never
     stops the node. Accepted vectors go to a :class:`~p2pfl.node.inbox.RoundInbox`
-    (future rounds buffered, bounded; past rounds dropped and counted: the
-    previous round by the inbox, as ``stale``, older ones by validation, as
+    (future rounds buffered, bounded; past rounds dropped and counted: the two
+    previous rounds by the inbox, as ``stale``, older ones by validation, as
     ``stale_round``).
 """
 
@@ -213,7 +211,11 @@ class Node:
             param_count=setup.d,
             round=0,
             rounds_ahead=rounds_ahead,
-            rounds_behind=1,  # the previous round reaches the inbox: a sign of a lagging peer
+            # The two previous rounds reach the inbox: a sign of a lagging peer that ordinary
+            # rounds can bring back (our vectors it needs are within its window). Older ones
+            # are refused: a peer that far behind needs a catch-up round, and an old vector
+            # may just have been held up in transit (a healed partition).
+            rounds_behind=2,
             fingerprint=setup.fingerprint,
         )
         self._seen: set[tuple[int, int]] = set()
@@ -723,28 +725,17 @@ class Node:
                 received.frames, sender, self._expect, self._seen, self.counters.rejections
             )
             if message is None:
-                if sender is not None and gaps is not None:
-                    stale, future = self._round_gaps(sender)
-                    if (stale, future) != gaps:
-                        # two or more rounds apart: tell it where we are, so that whichever
-                        # of us is behind can catch up (see "Partitions")
-                        self._owe[sender].set()
-                    if stale > gaps[0]:
-                        self._alive_behind(sender)
+                if sender is not None and gaps is not None and self._round_gaps(sender) > gaps:
+                    # rounds apart: tell it where we are, so that whichever of us is behind
+                    # can catch up (see "Partitions")
+                    self._owe[sender].set()
                 self._note_rejection(sender)
             else:
                 self._dispatch(message)
 
-    def _round_gaps(self, sender: int | None) -> tuple[int, int]:
-        """How many of ``sender``'s messages were refused as rounds behind, and as ahead."""
+    def _round_gaps(self, sender: int | None) -> int:
         reasons = self.counters.rejections.of(sender)
-        return reasons.get("stale_round", 0), reasons.get("future_round", 0)
-
-    def _alive_behind(self, peer: int) -> None:
-        """A vector of an earlier round came from ``peer``: if suspected, wait longer for it."""
-        if peer in self._suspects:
-            self._suspects.discard(peer)
-            self._lagging.add(peer)
+        return reasons.get("stale_round", 0) + reasons.get("future_round", 0)
 
     def _note_rejection(self, sender: int | None) -> None:
         """A neighbour whose hello or vector does not fit our model fails the handshake."""
@@ -771,10 +762,12 @@ class Node:
         if isinstance(message, wire.Params):
             self._note_round(peer, message.round)
             outcome = self._inbox.put(peer, message.round, message.vector)
-            if outcome == "stale":  # alive, one round behind
-                self._alive_behind(peer)
-            elif outcome == "accepted":  # alive and in step again
-                self._suspects.discard(peer)
+            if peer in self._suspects:
+                if outcome == "stale":  # alive, a round or two behind: wait longer for it
+                    self._suspects.discard(peer)
+                    self._lagging.add(peer)
+                elif outcome == "accepted":  # alive and in step again
+                    self._suspects.discard(peer)
         elif isinstance(message, wire.Hello):
             known = self._peer_rounds.get(peer, -1)
             if peer in self._heard and message.round <= known:
