@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -146,32 +147,70 @@ async def test_silent_attackers_send_nothing_and_cost_their_neighbours_a_deadlin
     assert first["received"] == [2, 4]  # the silent node still listens
 
 
+class NodeZero:
+    """Node 0 of a ring of 6 running for real; a test plays its neighbours 1 and 5 by hand.
+
+    Deadline 0.3 s (0.5 s more in the start-up rounds), mean, no Byzantine nodes.
+    """
+
+    def __init__(self, rounds: int) -> None:
+        self.exp = experiment(
+            "byzantine.count=0",
+            "aggregator.name=mean",
+            "aggregator.f=0",
+            f"run.rounds={rounds}",
+            "network.round_timeout=0.3",
+            "network.hello_timeout=0.5",
+        )
+        self.network = Network(self.exp, nodes=[0, 1, 5])
+        self.setup = NodeSetup.from_experiment(self.exp, 0)
+        self.log = NodeLog(0)
+        self.node = Node(self.setup, self.network.transports[0], log=self.log)
+
+    async def send(self, message: wire.Message) -> None:
+        """``message`` to node 0, from the neighbour it names as sender."""
+        assert await self.network.transports[message.sender].send(0, wire.encode(message))
+
+    async def hello(self, peer: int, round_: int = 0) -> None:
+        await self.send(wire.Hello(peer, "x", self.setup.fingerprint, self.setup.d, round_))
+
+    async def params(self, peer: int, round_: int) -> None:
+        await self.send(wire.Params(peer, round_, self.exp.initial))
+
+    async def rounds_sent_to(self, peer: int) -> AsyncIterator[int]:
+        """Say hello as ``peer``, then yield the round of each vector node 0 sends it, until bye."""
+        await self.hello(peer)
+        while True:
+            message = wire.decode((await self.network.transports[peer].recv()).frames)
+            if isinstance(message, wire.Bye):
+                return
+            if isinstance(message, wire.Params):
+                yield message.round
+
+    async def run(self, *players: Coroutine[Any, Any, None]) -> NodeResult:
+        try:
+            result, *_ = await asyncio.gather(self.node.run(), *players)
+        finally:
+            await self.network.close()
+        assert isinstance(result, NodeResult)
+        return result
+
+    def rounds(self) -> list[dict[str, Any]]:
+        return [e for e in self.log.events if e["event"] == "round"]
+
+
 async def test_a_node_whose_neighbours_are_all_suspected_still_waits_a_deadline() -> None:
     # Node 0's two neighbours say hello, then never send a vector and never leave. Once
     # both are suspected, node 0 must not race through its rounds alone: their vectors,
     # when they come, would be rounds late and refused, and nobody would catch up.
-    exp = experiment(
-        "byzantine.count=0",
-        "aggregator.name=mean",
-        "aggregator.f=0",
-        "run.rounds=6",
-        "network.round_timeout=0.3",
-        "network.hello_timeout=0.5",
-    )
-    network = Network(exp, nodes=[0, 1, 5])
-    setup = NodeSetup.from_experiment(exp, 0)
-    log = NodeLog(0)
-    node = Node(setup, network.transports[0], log=log)
+    zero = NodeZero(rounds=6)
     for peer in (1, 5):
-        hello = wire.Hello(peer, "x", setup.fingerprint, setup.d, 0)
-        assert await network.transports[peer].send(0, wire.encode(hello))
-    try:
-        result = await node.run()
-    finally:
-        await network.close()
+        await zero.hello(peer)
+
+    result = await zero.run()
 
     assert result.rounds_completed == 6
-    rounds = [e for e in log.events if e["event"] == "round"]
+    rounds = zero.rounds()
     assert [e["suspected"] for e in rounds] == [[1, 5]] * 6
     waits = [e["wait_seconds"] for e in rounds]
     assert all(w >= 0.29 for w in waits), waits  # 0.3 s: a deadline, not 0
@@ -187,56 +226,33 @@ async def test_a_suspected_neighbour_a_round_or_two_behind_is_waited_for_longer(
     # waits for it past its 0.3 s deadline (up to two) and aggregates it. Three rounds
     # behind (3), the vector is refused (it needs a catch-up, or it was held up in
     # transit): node 0 does not wait for it.
-    exp = experiment(
-        "byzantine.count=0",
-        "aggregator.name=mean",
-        "aggregator.f=0",
-        "run.rounds=7",
-        "network.round_timeout=0.3",
-        "network.hello_timeout=0.5",
-    )
-    network = Network(exp, nodes=[0, 1, 5])
-    setup = NodeSetup.from_experiment(exp, 0)
-    log = NodeLog(0)
-    node = Node(setup, network.transports[0], log=log)
-    vector = exp.initial
+    zero = NodeZero(rounds=7)
 
     async def neighbour(peer: int) -> None:
-        t = network.transports[peer]
-        await t.send(0, wire.encode(wire.Hello(peer, "x", setup.fingerprint, setup.d, 0)))
-        while True:
-            message = wire.decode((await t.recv()).frames)
-            if isinstance(message, wire.Bye):
-                return
-            if not isinstance(message, wire.Params):
-                continue
-            r = message.round
+        async for r in zero.rounds_sent_to(peer):
             if peer == 5:
                 await asyncio.sleep(0.1 if r == 6 else 0)  # node 0 learns of 1 first
-                await t.send(0, wire.encode(wire.Params(5, r, vector)))
+                await zero.params(5, r)
             elif r == 6:
-                await t.send(0, wire.encode(wire.Params(1, late_round, vector)))
+                await zero.params(1, late_round)
                 await asyncio.sleep(0.45)
-                await t.send(0, wire.encode(wire.Params(1, 6, vector)))
+                await zero.params(1, 6)
 
-    try:
-        result, *_ = await asyncio.gather(node.run(), neighbour(1), neighbour(5))
-    finally:
-        await network.close()
+    result = await zero.run(neighbour(1), neighbour(5))
 
     assert result.rounds_completed == 7
-    rounds = {e["round"]: e for e in log.events if e["event"] == "round"}
+    rounds = {e["round"]: e for e in zero.rounds()}
     assert rounds[5]["received"] == [5] and rounds[5]["suspected"] == [1]
     if waited_for:
         assert rounds[6]["received"] == [1, 5], rounds[6]
         assert rounds[6]["waited_longer_for"] == [1]
         assert 0.4 <= rounds[6]["wait_seconds"] <= 0.6 + 0.3
-        assert node.counters.rejections.of(1) == {}
+        assert zero.node.counters.rejections.of(1) == {}
         assert result.counters.inbox_dropped == {"stale": 1}
     else:
         assert rounds[6]["received"] == [5] and rounds[6]["waited_longer_for"] == []
         assert rounds[6]["wait_seconds"] < 0.3
-        assert node.counters.rejections.of(1) == {"stale_round": 1}
+        assert zero.node.counters.rejections.of(1) == {"stale_round": 1}
 
 
 @pytest.mark.parametrize(("announced", "catches_up"), [(8, False), (9, True)])
@@ -247,40 +263,20 @@ async def test_a_node_catches_up_only_past_the_rounds_its_inbox_buffers(
     # of round 6, round 8 is within the inbox's window (6 + 2): the neighbours' vectors
     # of rounds 6-8 are buffered, ordinary rounds follow them. Round 9 is past it: node 0
     # jumps there with a catch-up round.
-    exp = experiment(
-        "byzantine.count=0",
-        "aggregator.name=mean",
-        "aggregator.f=0",
-        "run.rounds=9",
-        "network.round_timeout=0.3",
-        "network.hello_timeout=0.5",
-    )
-    network = Network(exp, nodes=[0, 1, 5])
-    setup = NodeSetup.from_experiment(exp, 0)
-    log = NodeLog(0)
-    node = Node(setup, network.transports[0], log=log)
+    zero = NodeZero(rounds=9)
 
     async def neighbour(peer: int) -> None:
-        t = network.transports[peer]
-        await t.send(0, wire.encode(wire.Hello(peer, "x", setup.fingerprint, setup.d, 0)))
-        while True:
-            message = wire.decode((await t.recv()).frames)
-            if isinstance(message, wire.Bye):
-                return
-            if isinstance(message, wire.Params):  # lockstep: answer each round's vector
-                await t.send(0, wire.encode(wire.Params(peer, message.round, exp.initial)))
-                if peer == 1 and message.round == 5:
-                    hello = wire.Hello(1, "x", setup.fingerprint, setup.d, announced)
-                    await t.send(0, wire.encode(hello))
+        async for r in zero.rounds_sent_to(peer):  # lockstep: answer each round's vector
+            await zero.params(peer, r)
+            if peer == 1 and r == 5:
+                await zero.hello(1, announced)
 
-    try:
-        result, *_ = await asyncio.gather(node.run(), neighbour(1), neighbour(5))
-    finally:
-        await network.close()
+    result = await zero.run(neighbour(1), neighbour(5))
 
     assert result.rounds_completed == 9
-    rounds = [e["round"] for e in log.events if e["event"] == "round"]
-    jumps = [(e["from_round"], e["round"]) for e in log.events if e["event"] == "catch_up"]
+    rounds = [e["round"] for e in zero.rounds()]
+    events = zero.log.events
+    jumps = [(e["from_round"], e["round"]) for e in events if e["event"] == "catch_up"]
     if catches_up:
         assert jumps == [(6, 9)]
         assert rounds == [1, 2, 3, 4, 5, 9]
