@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,9 +87,12 @@ async def test_colliding_identities_from_a_neighbour_cannot_crash_a_live_node(
                 liar.connect(f"tcp://{net.addresses[0]}")
                 sockets.append(liar)
             for sock in sockets:
-                # DEALERs are refused at the handshake (PULL takes PUSH only); their
-                # sends just queue. Stale rounds: nothing here can be aggregated.
-                await sock.send_multipart(params(3, 0, 1.0, d), copy=True)
+                # DEALERs are refused at the handshake (PULL takes PUSH only): their sends
+                # queue or, once the refused connection is gone, find no pipe at all (a
+                # blocking send would then wait forever). Stale rounds: nothing here can
+                # be aggregated.
+                with contextlib.suppress(zmq.Again):
+                    await sock.send_multipart(params(3, 0, 1.0, d), flags=zmq.NOBLOCK, copy=True)
             await net.until(0, "round", 3)
             for sock in sockets:
                 sock.close()
