@@ -52,7 +52,8 @@ def output_dir(requested: str | None, scenario: Scenario, command: str) -> Path:
 
 
 def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None) -> None:
-    """The end-of-run table: final honest accuracy, per-round history (thinned), outputs."""
+    """The end-of-run table: final honest accuracy, per-round history (thinned), outputs,
+    and, for networked runs (``"node_health"``), the nodes that had trouble."""
     from rich.console import Console
     from rich.table import Table
 
@@ -80,8 +81,43 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
         f"min {summary['honest_accuracy_min']:.4f} after {summary['rounds']} rounds "
         f"in {summary['wall_seconds']:.1f} s"
     )
+    health = summary.get("node_health")
+    if isinstance(health, Mapping):
+        _print_node_health(console, health)
+    missing = summary.get("missing_nodes")
+    if missing:
+        console.print(
+            f"[bold yellow]missing nodes[/bold yellow] (in no merged directory): "
+            f"{', '.join(map(str, missing))}"
+        )
     if out is not None:
         console.print(f"outputs: {out}")
+
+
+def _print_node_health(console: Any, health: Mapping[str, Any]) -> None:
+    """Nodes with any warning or problem round, one row each; else one reassuring line."""
+    from rich.table import Table
+
+    from p2pfl.launcher.health import ROUND_COUNTERS, unhealthy
+
+    trouble = unhealthy(health)
+    if not trouble:
+        console.print(
+            f"node health: no warnings from any of {len(health)} nodes "
+            "(no round waited out, kept its own vector or skipped)"
+        )
+        return
+    table = Table(title=f"node health: {len(trouble)} of {len(health)} nodes had warnings")
+    for col in ("node", "trained", "skipped", "kept own", "waited out"):
+        table.add_column(col, justify="right")
+    table.add_column("warnings (kind: count)")
+    for node, h in trouble.items():
+        table.add_row(
+            node,
+            *(str(h.get(key, 0)) for key in ROUND_COUNTERS),
+            ", ".join(f"{k}: {v}" for k, v in h.get("warnings", {}).items()) or "-",
+        )
+    console.print(table)
 
 
 def _fmt(value: Any) -> str:

@@ -5,7 +5,8 @@
     p2pfl keys generate --topology ring.toml --dir keys/
 
 writes ``keys/node-<id>.key`` (public) and ``keys/node-<id>.key_secret`` (secret,
-mode 0600) for every node of ``ring.toml`` and records each public key in that
+mode 0600, ignored by git through ``keys/.gitignore``) for every node of
+``ring.toml``, says where the secrets are, and records each public key in that
 file (``public_key`` of each ``[[nodes]]`` table). Existing key files, or public
 keys already in the topology, are never replaced without ``--force``. Copy each
 secret file only to the machine of its node; see ``docs/security.md``.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from p2pfl.errors import ConfigError
@@ -46,7 +48,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "keys_command", None) != "generate":
         raise ConfigError("keys: missing action; usage: p2pfl keys generate --topology T --dir D")
-    from p2pfl.security.keys import generate_keys
+    from p2pfl.security.keys import GITIGNORE, generate_keys
     from p2pfl.topology import load_topology, save_topology
 
     topology = load_topology(args.topology)
@@ -58,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     public_keys = generate_keys(args.dir, topology.graph.nodes, force=args.force)
     save_topology(dataclasses.replace(topology, public_keys=public_keys), args.topology)
     print(
-        f"wrote {len(public_keys)} key pair(s) to {args.dir} (secret files mode 0600) "
-        f"and recorded the public keys in {args.topology}"
+        f"wrote {len(public_keys)} key pair(s) to {args.dir} and recorded the public keys "
+        f"in {args.topology}\n"
+        f"secret keys: {Path(args.dir) / 'node-*.key_secret'} (mode 0600; {GITIGNORE} there keeps "
+        "them out of git): keep them private, and copy each only to its own node's machine"
     )
     return 0

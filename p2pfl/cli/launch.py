@@ -11,16 +11,27 @@ topology file, the nodes whose address is on ``--host`` (default: all, when all
 are local). Writes what ``p2pfl sim`` writes (``metrics.jsonl``, ``summary.json``,
 ``accuracy.png``, ``topology.png``) plus ``DIR/nodes/`` (a JSON-lines log, the
 final parameters and the stderr of each node). A node that exits abnormally is
-named, with its exit status and last stderr lines, and the exit code is 1.
+named, with its exit status and last stderr lines, and the exit code is 1; a node
+that cannot start because of its configuration (an address in use, a missing key)
+stops every node at once, its error is printed, and the exit code is 2.
+
+While the nodes run, their ``warning`` events (a round waited out, a neighbour
+suspected or dead, a node kept its own vector or skipped rounds) are printed on
+stderr as they happen, rate-limited (:class:`p2pfl.launcher.health.WarningPrinter`);
+the final table and ``summary.json`` (``"node_health"``) count them per node.
+SIGTERM and SIGHUP (a closed terminal, a dropped ssh session) stop every node
+(they say bye) and exit with 128 + signal; if the launcher is killed outright,
+its nodes notice and stop by themselves (``p2pfl node --parent-pid``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from p2pfl.cli.common import (
@@ -29,9 +40,12 @@ from p2pfl.cli.common import (
     print_summary_table,
     scenario_from_args,
 )
-from p2pfl.errors import NodeFailure
+from p2pfl.errors import ConfigError, NodeFailure
 
 T = TypeVar("T")
+
+#: Signals that stop a launch like Ctrl-C does (SIGINT is asyncio's own).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -55,12 +69,22 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="run without CurveZMQ (unencrypted, unauthenticated links)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument(
+        "--run-id",
+        default=None,
+        metavar="ID",
+        help="the run id in summary.json (default: derived from the scenario and topology, "
+        "the same on every host of a deployment); p2pfl report merges one run id only",
+    )
+    p.add_argument(
+        "--quiet", action="store_true", help="no progress bar or table (warnings still show)"
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from p2pfl.launcher import launch, plan_launch
+    from p2pfl.launcher.health import WarningPrinter
 
     scenario = scenario_from_args(args)
     out = output_dir(args.out, scenario, "launch")
@@ -71,25 +95,36 @@ def run(args: argparse.Namespace) -> int:
         host=args.host,
         key_dir=args.keys,
         insecure=args.insecure,
+        run_id=args.run_id,
     )
     say: Any = (lambda *_, **__: None) if args.quiet else print
     security = "insecure (no CurveZMQ)" if plan.insecure else "CurveZMQ"
     say(
         f"p2pfl launch: {len(plan.nodes)} of {plan.experiment.n} nodes on this host, "
-        f"{scenario.run.rounds} rounds, {security}; outputs in {out}"
+        f"{scenario.run.rounds} rounds, {security}, run {plan.run_id}; outputs in {out}"
     )
+    warn = WarningPrinter(stderr_line)
+    caught: list[int] = []
     try:
-        if args.quiet or not sys.stdout.isatty():
+        if args.quiet or not sys.stderr.isatty():
 
             def started(fleet: Any) -> None:
                 say(f"p2pfl launch: {len(fleet.pids)} node processes running", flush=True)
 
-            result = _run(launch(plan, on_started=started))
+            def on_event(fleet: Any, node: int, event: dict[str, Any]) -> None:
+                warn(node, event)
+
+            result = _run(launch(plan, on_event=on_event, on_started=started), caught)
         else:
-            result = _launch_with_bar(plan, launch)
+            result = _launch_with_bar(plan, launch, warn, caught)
     except asyncio.CancelledError:
-        print("p2pfl launch: terminated (SIGTERM); every node process was stopped", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        if not caught:
+            raise
+        name = signal.Signals(caught[0]).name
+        stderr_line(f"p2pfl launch: terminated ({name}); every node process was stopped")
+        return 128 + caught[0]
+    if result.aborted_by is not None:
+        raise ConfigError(f"{startup_error(result.aborted_by)}; every node process was stopped")
     for e in result.exits:
         if not e.ok:
             print(f"p2pfl launch: {e.describe()}", file=sys.stderr)
@@ -104,16 +139,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch_with_bar(plan: Any, launch: Any) -> Any:
+def stderr_line(text: str) -> None:
+    """One line on stderr, now; nothing if the terminal is gone (SIGHUP)."""
+    with contextlib.suppress(OSError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def startup_error(exit_: Any) -> str:
+    """What a node that exited with a configuration error said (its last stderr line)."""
+    node = exit_.node
+    if not exit_.stderr_tail:
+        return f"node {node} exited with code {exit_.returncode} at start-up (configuration error)"
+    line = exit_.stderr_tail[-1].removeprefix("p2pfl node: error: ")
+    return line if line.startswith(f"node {node} ") else f"node {node}: {line}"
+
+
+def _launch_with_bar(
+    plan: Any, launch: Any, warn: Callable[[int, dict[str, Any]], None], caught: list[int]
+) -> Any:
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     done: dict[int, int] = {k: 0 for k in plan.nodes}
+    # On stderr, with stderr redirected through it: warning lines print above the bar.
     with Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[acc]}"),
         TimeElapsedColumn(),
+        console=Console(stderr=True),
+        redirect_stdout=False,
     ) as progress:
         task = progress.add_task(
             f"{len(plan.nodes)} node processes", total=plan.scenario.run.rounds, acc=""
@@ -121,6 +177,7 @@ def _launch_with_bar(plan: Any, launch: Any) -> Any:
         accs: dict[int, float] = {}
 
         def on_event(fleet: Any, node: int, event: dict[str, Any]) -> None:
+            warn(node, event)
             if event.get("event") == "round":
                 done[node] = int(event["round"])
                 progress.update(task, completed=min(done.values()))
@@ -129,16 +186,25 @@ def _launch_with_bar(plan: Any, launch: Any) -> Any:
                 mean = sum(accs.values()) / len(accs)
                 progress.update(task, acc=f"honest acc {mean:.3f} (latest per node)")
 
-        return _run(launch(plan, on_event=on_event))
+        return _run(launch(plan, on_event=on_event), caught)
 
 
-def _run(job: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run`` where SIGTERM, like Ctrl-C, cancels the job (which stops the nodes)."""
+def _run(job: Coroutine[Any, Any, T], caught: list[int]) -> T:
+    """``asyncio.run`` where SIGTERM and SIGHUP, like Ctrl-C, cancel the job (which stops
+    the nodes); the first such signal is appended to ``caught``."""
 
     async def main() -> T:
         task = asyncio.current_task()
         assert task is not None
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+        loop = asyncio.get_running_loop()
+
+        def stop(signum: int) -> None:
+            if not caught:  # a second signal while the nodes stop changes nothing
+                caught.append(signum)
+                task.cancel()
+
+        for signum in STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop, signum)
         return await job
 
     return asyncio.run(main())

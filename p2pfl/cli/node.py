@@ -8,7 +8,10 @@ The scenario must name a topology file with an address for this node and its
 neighbours (``topology.file``); the node binds its own address, connects to its
 neighbours, and runs every round (see :mod:`p2pfl.node`). It writes
 ``DIR/node-K.jsonl`` (events) and ``DIR/node-K.npy`` (final parameters).
-SIGINT/SIGTERM stop it cleanly (bye to neighbours, log flushed; exit 128+signal).
+SIGINT/SIGTERM/SIGHUP stop it cleanly (bye to neighbours, log flushed; exit 128+signal).
+An address already in use is one line naming node and address, exit code 2.
+``--parent-pid P`` (what ``p2pfl launch`` passes) stops it as on SIGTERM when
+process P, its parent, ends, even by SIGKILL (:mod:`p2pfl.lifeline`).
 With ``network.checkpoint_every = k`` it checkpoints into ``DIR/checkpoints`` every
 ``k`` rounds; ``--resume`` (same ``--out``) restarts from the newest one and
 catches up with its neighbours' round (no checkpoint: a warning, round 1).
@@ -50,10 +53,31 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--events", action="store_true", help="also print every event as a JSON line on stdout"
     )
+    p.add_argument(
+        "--parent-pid",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop (as on SIGTERM) when process PID, the one that started this node, ends "
+        "(p2pfl launch passes its own)",
+    )
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.parent_pid is not None:
+        import signal
+        import sys
+
+        from p2pfl.lifeline import follow_parent
+
+        if not follow_parent(args.parent_pid):
+            print(
+                f"node {args.node_id}: process {args.parent_pid}, which started it, is gone; "
+                "not starting",
+                file=sys.stderr,
+            )
+            return 128 + signal.SIGTERM
     from p2pfl.node.metrics import read_node_log
     from p2pfl.node.process import log_path, run_node_process
 

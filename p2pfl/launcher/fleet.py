@@ -9,7 +9,14 @@ their logs), SIGKILL to whatever is left after a grace period. Leaving the
 
 Each node's stdout is read line by line as JSON events (``p2pfl node --events``)
 and handed to ``on_event``; its stderr goes to a file, whose last lines explain
-an abnormal exit (:class:`NodeExit`).
+an abnormal exit (:class:`NodeExit`). Stdout is drained to the end whatever the
+handler does (a node blocked on a full pipe would stall its neighbours); a
+handler's exception is raised again by :meth:`NodeFleet.wait`.
+
+:meth:`NodeFleet.wait` can stop the whole fleet as soon as one exit says so
+(``abort_if``: ``p2pfl launch`` stops on a node's configuration error). That
+the nodes also end when the launcher is killed outright is the nodes' part:
+each is started with ``--parent-pid`` (:mod:`p2pfl.lifeline`).
 """
 
 from __future__ import annotations
@@ -104,6 +111,9 @@ class NodeFleet:
         self._env = base
         self._procs: dict[int, asyncio.subprocess.Process] = {}
         self._readers: list[asyncio.Task[None]] = []
+        self._handler_error: BaseException | None = None
+        #: The exit that made :meth:`wait` stop the fleet (``abort_if``), if one did.
+        self.aborted_by: NodeExit | None = None
 
     def stderr_path(self, node: int) -> Path:
         return self.log_dir / f"node-{node}.stderr"
@@ -143,14 +153,17 @@ class NodeFleet:
     async def _read_events(self, node: int, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
         async for raw in proc.stdout:
-            if self.on_event is None:
+            if self.on_event is None or self._handler_error is not None:
                 continue
             try:
                 event = json.loads(raw)
             except ValueError:
                 continue  # not an event line: ignore, the log file has the record
             if isinstance(event, dict):
-                self.on_event(node, event)
+                try:
+                    self.on_event(node, event)
+                except Exception as exc:  # keep draining; wait() raises it
+                    self._handler_error = exc
 
     def signal(self, node: int, signum: int) -> None:
         """Send ``signum`` to node ``node``'s process group (if it still runs)."""
@@ -159,16 +172,34 @@ class NodeFleet:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signum)
 
-    async def wait(self) -> list[NodeExit]:
-        """Wait for every node to exit; their exits, by node id."""
-        codes = await asyncio.gather(*(p.wait() for p in self._procs.values()))
+    def _exit(self, node: int, code: int) -> NodeExit:
+        return NodeExit(
+            node, code, _tail(self.stderr_path(node), STDERR_TAIL_LINES) if code else ()
+        )
+
+    async def wait(self, abort_if: Callable[[NodeExit], bool] | None = None) -> list[NodeExit]:
+        """Wait for every node to exit; their exits, by node id.
+
+        ``abort_if(exit)`` is asked as each node exits; the first time it says yes,
+        every other node is stopped at once (:meth:`stop`) and that exit is kept in
+        :attr:`aborted_by`.
+        """
+
+        async def watch(node: int, proc: asyncio.subprocess.Process) -> int:
+            code = await proc.wait()
+            exit_ = self._exit(node, code)
+            if abort_if is not None and self.aborted_by is None and abort_if(exit_):
+                self.aborted_by = exit_
+                await self.stop()
+            return code
+
+        codes = await asyncio.gather(*(watch(k, p) for k, p in self._procs.items()))
         for reader in self._readers:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader  # stdout is at EOF once the process is gone
-        return [
-            NodeExit(node, code, _tail(self.stderr_path(node), STDERR_TAIL_LINES) if code else ())
-            for node, code in zip(self._procs, codes, strict=True)
-        ]
+        if self._handler_error is not None:
+            raise self._handler_error
+        return [self._exit(node, code) for node, code in zip(self._procs, codes, strict=True)]
 
     async def stop(self) -> None:
         """SIGTERM every running node's group, SIGKILL what is left after the grace period."""

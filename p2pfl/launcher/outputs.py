@@ -11,6 +11,7 @@ the final parameter files; ``p2pfl report`` recomputes it over every host's node
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +20,14 @@ from typing import Any
 import numpy as np
 
 from p2pfl.errors import ConfigError
+from p2pfl.launcher.health import HEALTH_KEY, as_count, node_health
 from p2pfl.node.metrics import eval_records, read_node_log
 from p2pfl.node.process import log_path, params_path
 from p2pfl.report import plot_accuracy, read_metrics, summarize_records, write_json, write_metrics
 from p2pfl.topology import Topology, draw
 
 NODE_DIR = "nodes"
+PARAM_FILE = re.compile(r"node-(\d+)\.npy")
 
 
 @dataclass
@@ -137,13 +140,18 @@ def write_run(
     """``metrics.jsonl``, ``summary.json`` and (optionally) the two plots; returns the summary.
 
     With ``extra["node_counters"]`` (launch, report) the summary also gets
-    ``"rejections"``: :func:`node_rejections` of them.
+    ``"rejections"`` (:func:`node_rejections`) and ``"node_health"``
+    (:func:`p2pfl.launcher.health.node_health`) of them.
     """
     ordered = sort_records(records)
     write_metrics(out / "metrics.jsonl", ordered)
     counters = extra.get("node_counters")
     if isinstance(counters, Mapping):
-        extra = {**extra, "rejections": node_rejections(counters)}
+        extra = {
+            **extra,
+            "rejections": node_rejections(counters),
+            HEALTH_KEY: node_health(counters),
+        }
     summary = summarize_records(ordered, scenario, wall_seconds, extra=extra)
     write_json(out / "summary.json", summary)
     if plots:
@@ -158,7 +166,10 @@ def write_run(
 
 @dataclass
 class MergedRuns:
-    """Several hosts' launch directories of one scenario, combined."""
+    """Several hosts' launch directories of one run, combined.
+
+    ``missing_nodes``: nodes of the topology that none of the directories ran.
+    """
 
     records: list[dict[str, Any]]
     params: dict[int, np.ndarray]
@@ -166,6 +177,25 @@ class MergedRuns:
     summaries: list[dict[str, Any]]
     node_exits: dict[str, str]
     node_counters: dict[str, Any]
+    run_id: str | None = None
+    missing_nodes: list[int] = field(default_factory=list)
+
+
+def _check_directories(runs: Sequence[Path]) -> None:
+    """Each one an existing directory, none named twice (under any spelling)."""
+    if not runs:
+        raise ConfigError("report: name at least one run directory")
+    seen: dict[Path, Path] = {}
+    for run in runs:
+        if not run.exists():
+            raise ConfigError(f"{run}: no such directory")
+        if not run.is_dir():
+            raise ConfigError(f"{run}: not a directory")
+        key = run.resolve()
+        if key in seen:
+            same = "twice" if str(seen[key]) == str(run) else f"twice (also as {seen[key]})"
+            raise ConfigError(f"{run}: given {same}; name each host's directory once")
+        seen[key] = run
 
 
 def _read_summary(run: Path) -> dict[str, Any]:
@@ -183,17 +213,52 @@ def _read_summary(run: Path) -> dict[str, Any]:
     return data
 
 
-def merge_runs(runs: Sequence[Path]) -> MergedRuns:
-    """Combine launch directories; ConfigError if they ran different scenarios or overlap."""
-    if not runs:
-        raise ConfigError("report: name at least one run directory")
-    summaries = [_read_summary(r) for r in runs]
-    scenario = summaries[0]["scenario"]
+def _check_one_run(runs: Sequence[Path], summaries: Sequence[dict[str, Any]]) -> str | None:
+    """The runs' common run id; ConfigError if their scenarios or run ids differ."""
+    scenario, first = summaries[0]["scenario"], summaries[0].get("run_id")
     for run, s in zip(runs[1:], summaries[1:], strict=True):
         if s["scenario"] != scenario:
             raise ConfigError(
                 f"{run} ran a different scenario than {runs[0]}; report merges the hosts of one run"
             )
+        if s.get("run_id") != first:
+            raise ConfigError(
+                f"{run} is run {s.get('run_id')} but {runs[0]} is run {first}: directories of "
+                "different runs (a relaunch, or other keys or addresses in the topology); report "
+                "merges the hosts of one run"
+            )
+    return first if isinstance(first, str) else None
+
+
+def _nodes_of(
+    run: Path, summary: Mapping[str, Any], records: Sequence[Mapping[str, Any]]
+) -> set[int]:
+    """The nodes a directory holds: those it ran, has records of, or final vectors of."""
+    nodes = {int(r["node"]) for r in records}
+    here = summary.get("nodes_here", [])
+    if isinstance(here, list):
+        nodes |= {k for k in here if isinstance(k, int)}
+    return nodes | set(_param_files(run))
+
+
+def _param_files(run: Path) -> dict[int, Path]:
+    """The final parameter files in a directory's ``nodes/``, by node id."""
+    node_dir = run / NODE_DIR
+    if not node_dir.is_dir():
+        return {}
+    found = (PARAM_FILE.fullmatch(p.name) for p in node_dir.iterdir())
+    return {int(m[1]): node_dir / m[0] for m in found if m}
+
+
+def merge_runs(runs: Sequence[Path]) -> MergedRuns:
+    """Combine the launch directories of one run's hosts.
+
+    ConfigError when a directory is missing, named twice, not a launch output, of
+    another scenario or run id, or holds a node another one holds too.
+    """
+    _check_directories(runs)
+    summaries = [_read_summary(r) for r in runs]
+    run_id = _check_one_run(runs, summaries)
     records: list[dict[str, Any]] = []
     owner: dict[int, Path] = {}
     params: dict[int, np.ndarray] = {}
@@ -201,15 +266,19 @@ def merge_runs(runs: Sequence[Path]) -> MergedRuns:
     counters: dict[str, Any] = {}
     for run, s in zip(runs, summaries, strict=True):
         run_records = read_metrics(run / "metrics.jsonl")
-        for node in sorted({int(r["node"]) for r in run_records}):
-            if node in owner and owner[node] != run:
-                raise ConfigError(f"node {node} has records in both {owner[node]} and {run}")
+        for node in sorted(_nodes_of(run, s, run_records)):
+            if node in owner:
+                raise ConfigError(
+                    f"node {node} has outputs in both {owner[node]} and {run}; each node "
+                    "runs on one host"
+                )
             owner[node] = run
         records += run_records
-        node_dir = run / NODE_DIR
-        if node_dir.is_dir():
-            for p in sorted(node_dir.glob("node-*.npy")):
-                params[int(p.stem.split("-", 1)[1])] = load_params(p)
+        params |= {k: load_params(p) for k, p in _param_files(run).items()}
         exits.update(s.get("node_exits", {}))
         counters.update(s.get("node_counters", {}))
-    return MergedRuns(records, params, scenario, summaries, exits, counters)
+    total = max(as_count(s.get("nodes")) for s in summaries)
+    missing = sorted(set(range(total)) - set(owner))
+    return MergedRuns(
+        records, params, summaries[0]["scenario"], summaries, exits, counters, run_id, missing
+    )

@@ -15,7 +15,15 @@ Two cases:
   (``--set topology.file=...``), so all of them agree on addresses and keys.
 
 Every node process gets the same scenario file and ``--set`` overrides as the
-launcher, so it builds the same experiment.
+launcher, so it builds the same experiment, and ``--parent-pid`` (the launcher's
+process id), so it stops when the launcher ends, however it ends.
+
+The run id (``summary.json``, checked by ``p2pfl report``) is derived from the
+resolved scenario and the topology (:func:`topology_identity`: nodes, edges,
+addresses, public keys, Byzantine set): each host of a deployment launches its
+share separately and, given the same files, they agree on it without talking. A
+generated topology has fresh ports (and keys), so each such launch is a new run.
+``--run-id`` sets it instead (a deployment run again with the same files).
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,12 +44,35 @@ from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.launcher.outputs import NODE_DIR
 from p2pfl.node.process import node_addresses
 from p2pfl.node.setup import NodeSetup
+from p2pfl.report import derive_run_id
 from p2pfl.security import generate_keys, security_for_node
 from p2pfl.topology import Topology, parse_address, save_topology
 from p2pfl.transport import free_tcp_ports
 
 TOPOLOGY_FILE = "topology.toml"
 KEY_DIR = "keys"
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def topology_identity(topology: Topology) -> dict[str, object]:
+    """What makes two topology files the same deployment (whitespace and comments do not)."""
+    return {
+        "name": topology.name,
+        "nodes": sorted(topology.graph.nodes),
+        "edges": sorted(sorted(e) for e in topology.graph.edges),
+        "addresses": {str(k): v for k, v in sorted(topology.addresses.items())},
+        "public_keys": {str(k): v for k, v in sorted(topology.public_keys.items())},
+        "byzantine": sorted(topology.byzantine),
+    }
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.fullmatch(run_id):
+        raise ConfigError(
+            f"--run-id {run_id!r}: use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return run_id
 
 
 def is_local_host(host: str) -> bool:
@@ -84,6 +117,7 @@ class LaunchPlan:
     key_dir: str | None
     insecure: bool
     out: Path
+    run_id: str
 
     @property
     def node_dir(self) -> Path:
@@ -97,6 +131,7 @@ class LaunchPlan:
         for override in self.overrides:
             cmd += ["--set", override]
         cmd += ["--id", str(node), "--out", str(self.node_dir), "--events"]
+        cmd += ["--parent-pid", str(os.getpid())]
         if self.key_dir is not None:
             cmd += ["--keys", self.key_dir]
         if self.insecure:
@@ -112,9 +147,12 @@ def plan_launch(
     host: str | None = None,
     key_dir: str | None = None,
     insecure: bool = False,
+    run_id: str | None = None,
 ) -> LaunchPlan:
     """Check the scenario, resolve the topology (writing files into ``out`` if generated)."""
     scenario = load_scenario(scenario_path, overrides)
+    if run_id is not None:
+        check_run_id(run_id)
     insecure = insecure or scenario.network.insecure
     if insecure and key_dir is not None:
         raise ConfigError("--insecure and --keys exclude each other: pick one")
@@ -169,4 +207,5 @@ def plan_launch(
         key_dir=key_dir,
         insecure=insecure,
         out=out,
+        run_id=run_id or derive_run_id(scenario.to_dict(), topology_identity(topology)),
     )

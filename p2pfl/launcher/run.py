@@ -1,4 +1,10 @@
-"""``p2pfl launch`` as a library call: start a plan's nodes, watch them, write the outputs."""
+"""``p2pfl launch`` as a library call: start a plan's nodes, watch them, write the outputs.
+
+A node that exits with code 2 (:data:`EXIT_CONFIG`: ``p2pfl node``'s exit code for a
+configuration error, an address in use among them) cannot take part in the run and
+the others would wait for it: the whole fleet is stopped at once and the result
+says which node (:attr:`LaunchResult.aborted_by`); no outputs are written then.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +18,22 @@ from p2pfl.launcher.fleet import NodeExit, NodeFleet
 from p2pfl.launcher.outputs import NodeOutputs, add_final_distances, read_node_outputs, write_run
 from p2pfl.launcher.plan import LaunchPlan
 
+EXIT_CONFIG = 2
+
 #: ``handler(fleet, node, event)``: called for every event line a node prints.
 FleetEventHandler = Callable[[NodeFleet, int, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class LaunchResult:
-    """Exits of the node processes, what they left, and the summary (None: no records)."""
+    """Exits of the node processes, what they left, and the summary (None: no records,
+    or stopped at start-up because of ``aborted_by``)."""
 
     exits: list[NodeExit]
     outputs: NodeOutputs
     summary: dict[str, Any] | None
     wall_seconds: float
+    aborted_by: NodeExit | None = None
 
     @property
     def failed(self) -> list[NodeExit]:
@@ -57,10 +67,12 @@ async def launch(
         holder.append(fleet)
         if on_started is not None:
             on_started(fleet)
-        exits = await fleet.wait()
+        exits = await fleet.wait(abort_if=lambda e: e.returncode == EXIT_CONFIG)
     wall = time.perf_counter() - start
     exp = plan.experiment
     outputs = read_node_outputs(plan.node_dir, plan.nodes)
+    if fleet.aborted_by is not None:
+        return LaunchResult(exits, outputs, None, wall, fleet.aborted_by)
     add_final_distances(outputs.records, outputs.params, exp.byzantine, plan.scenario.run.rounds)
     summary = None
     if any(not r["byzantine"] for r in outputs.records):
@@ -70,6 +82,7 @@ async def launch(
             plan.scenario.to_dict(),
             wall,
             extra={
+                "run_id": plan.run_id,
                 "mode": "launch",
                 "nodes": exp.n,
                 "nodes_here": list(plan.nodes),

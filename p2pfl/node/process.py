@@ -4,7 +4,7 @@
 cuts out node ``k``'s share (:meth:`NodeSetup.from_experiment`), opens a ZeroMQ
 transport at node ``k``'s address from the scenario's topology file (secured
 with CurveZMQ unless ``--insecure``, see :func:`p2pfl.security.security_for_node`)
-and runs the node. SIGINT and SIGTERM cancel the run: the node says bye to its
+and runs the node. SIGINT, SIGTERM and SIGHUP cancel the run: the node says bye to its
 neighbours, its log is flushed, sockets are closed and the process exits with
 ``128 + signal``. On success it writes, into ``out_dir``:
 
@@ -45,9 +45,12 @@ from p2pfl.node.node import Node
 from p2pfl.node.setup import NodeSetup
 from p2pfl.security import SecurityContext, security_for_node
 from p2pfl.topology import Topology, parse_address
-from p2pfl.transport import TransportOptions, ZmqTransport
+from p2pfl.transport import TransportError, TransportOptions, ZmqTransport
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+#: Signals that stop a node cleanly (SIGHUP: its terminal or ssh session went away).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def log_path(out_dir: str | Path, node_id: int) -> Path:
@@ -121,8 +124,9 @@ def run_node_process(
 ) -> int:
     """Run node ``node_id`` of ``scenario`` to the end; the process exit status.
 
-    0: every round done; ``128 + signal``: stopped by SIGINT/SIGTERM. Configuration
-    problems raise :class:`~p2pfl.errors.ConfigError` before any socket opens.
+    0: every round done; ``128 + signal``: stopped by SIGINT/SIGTERM/SIGHUP. Configuration
+    problems raise :class:`~p2pfl.errors.ConfigError` before any socket opens; so does
+    an address that cannot be bound (in use), naming node and address.
     """
     torch.set_num_threads(1)
     from p2pfl.experiment import build_experiment
@@ -173,14 +177,17 @@ async def _serve(
             caught.append(signum)
             main.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, stop, signum)
     me = setup.node_id
     peers = {j: addresses[j] for j in setup.neighbours}
     max_bytes = int(setup.network.max_message_mb * 2**20)
     with security.socket_hook() as hook:
         options = TransportOptions(max_message_bytes=max_bytes, configure_socket=hook)
-        transport = ZmqTransport(me, bind_address(addresses[me]), peers, options=options)
+        try:
+            transport = ZmqTransport(me, bind_address(addresses[me]), peers, options=options)
+        except TransportError as exc:  # the address is in use, or not this machine's
+            raise ConfigError(f"node {me} at {addresses[me]}: {exc}") from None
         try:
             node = Node(
                 setup,
@@ -201,5 +208,5 @@ async def _serve(
             return 0
         finally:
             await transport.close()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 loop.remove_signal_handler(signum)

@@ -7,6 +7,7 @@ so :func:`summarize_records` and :func:`plot_accuracy` serve them all.
 
 from p2pfl.report.outputs import (
     NodeRecord,
+    derive_run_id,
     read_metrics,
     round_summaries,
     summarize_records,
@@ -17,6 +18,7 @@ from p2pfl.report.plots import plot_accuracy
 
 __all__ = [
     "NodeRecord",
+    "derive_run_id",
     "plot_accuracy",
     "read_metrics",
     "round_summaries",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -102,18 +103,34 @@ def round_summaries(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
+def derive_run_id(*parts: Any) -> str:
+    """A run id: 16 hex digits of SHA-256 over ``parts`` as canonical JSON.
+
+    ``summary.json`` carries one. ``sim`` derives it from the resolved scenario;
+    ``launch`` from the scenario and the topology it ran (addresses, keys), so the
+    hosts of one deployment, each launching its share, agree on it without
+    talking, and ``report`` can refuse directories of different runs.
+    """
+    blob = json.dumps(_clean(list(parts)), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+
+
 def summarize_records(
     records: Sequence[Mapping[str, Any]],
     scenario: Mapping[str, Any],
     wall_seconds: float,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``summary.json`` content: final honest accuracy, history, the resolved scenario."""
+    """The ``summary.json`` content: final honest accuracy, history, the resolved scenario.
+
+    ``run_id`` is ``extra["run_id"]`` if given, else :func:`derive_run_id` of ``scenario``.
+    """
     history = round_summaries(records)
     if not history:
         raise ConfigError("no evaluation records from honest nodes: nothing to summarize")
     last = history[-1]
     summary: dict[str, Any] = {
+        "run_id": derive_run_id(scenario),
         "honest_accuracy_mean": last["honest_accuracy_mean"],
         "honest_accuracy_min": last["honest_accuracy_min"],
         "honest_accuracy_max": last["honest_accuracy_max"],

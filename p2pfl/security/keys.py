@@ -21,6 +21,9 @@ The public file is the same without the ``secret-key`` line. Keys are Z85 text
 
 A secret file is created with ``os.open(..., O_CREAT | O_EXCL, 0o600)``: it is
 never world-readable, not even for the instant between creation and ``chmod``.
+:func:`generate_keys` also makes sure ``D/.gitignore`` ignores ``*.key_secret``
+(:func:`ignore_secrets`), so a key directory inside a git work tree never has its
+secrets committed by a ``git add`` of the folder.
 :func:`load_node_keys` refuses a secret file that its group or others may read,
 like OpenSSH does for private keys.
 """
@@ -45,6 +48,7 @@ __all__ = [
     "check_public_keys",
     "check_z85_key",
     "generate_keys",
+    "ignore_secrets",
     "load_node_keys",
     "load_public_key",
     "public_key_path",
@@ -57,6 +61,13 @@ Z85_CHARS = frozenset(
 )
 KEY_CHARS = 40  # Z85 of a 32-byte Curve25519 key
 MAX_KEY_FILE_BYTES = 64 * 1024  # a certificate is a few hundred bytes; refuse anything huge
+
+SECRET_PATTERN = "*.key_secret"
+GITIGNORE = ".gitignore"
+_GITIGNORE_TEXT = (
+    "# p2pfl: CurveZMQ secret keys stay private; copy each only to its own node's machine.\n"
+    f"{SECRET_PATTERN}\n"
+)
 
 _LINE = re.compile(r'^\s*(public-key|secret-key)\s*=\s*"?([^"\s]*)"?\s*$')
 
@@ -167,6 +178,26 @@ def write_key_pair(
     return public, secret
 
 
+def ignore_secrets(directory: str | os.PathLike[str]) -> Path:
+    """Make ``directory/.gitignore`` ignore the secret key files; return its path.
+
+    Creates the file, or appends the pattern to an existing one that lacks it.
+    """
+    path = Path(directory) / GITIGNORE
+    try:
+        existing = path.read_text(encoding="utf-8") if path.exists() else None
+        if existing is None:
+            path.write_text(_GITIGNORE_TEXT, encoding="utf-8")
+        elif SECRET_PATTERN not in (line.strip() for line in existing.splitlines()):
+            sep = "" if existing.endswith("\n") or not existing else "\n"
+            path.write_text(existing + sep + _GITIGNORE_TEXT, encoding="utf-8")
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot update: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise KeyFileError(f"{path}: not a text file; cannot add {SECRET_PATTERN}") from None
+    return path
+
+
 def generate_keys(
     directory: str | os.PathLike[str], node_ids: Iterable[int], *, force: bool = False
 ) -> dict[int, str]:
@@ -174,7 +205,8 @@ def generate_keys(
 
     Returns the public keys by node id (Z85 text), for the topology file. Without
     ``force``, if any of the files exists, raises :class:`KeyFileError` listing them
-    before writing anything. ``directory`` is created (mode 0700) if missing.
+    before writing anything. ``directory`` is created (mode 0700) if missing, and
+    its ``.gitignore`` covers the secret files (:func:`ignore_secrets`).
     """
     ids = sorted(set(node_ids))
     for node in ids:
@@ -199,6 +231,7 @@ def generate_keys(
             raise KeyFileError(
                 f"{len(existing)} key file(s) already exist ({shown}); pass --force to replace them"
             )
+    ignore_secrets(root)  # before any secret exists
     public_keys: dict[int, str] = {}
     for node in ids:
         public, secret = zmq.curve_keypair()

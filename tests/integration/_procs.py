@@ -2,7 +2,7 @@
 
 - :func:`processes_mentioning` / :func:`no_leftover_processes`: find (and kill) any
   process whose command line names a test's private tmp directory, so a test can
-  assert it left nothing running;
+  assert it left nothing running; :func:`wait_exit`: wait for any process to end;
 - :class:`LiveNet`: a topology file whose nodes are ``p2pfl node`` processes
   (``--events``, ``--insecure`` or ``--keys`` when ``secure``, each in its own process group, killed in ``close``)
   plus one *attacker* node id that no process runs: the test speaks for it with
@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import select
 import signal
 import sys
 from collections.abc import Iterable, Mapping
@@ -45,6 +46,22 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Whether process ``pid`` (any, not only a child) exits within ``timeout`` s.
+
+    Waits on a pidfd (Linux >= 5.3): an event, no polling.
+    """
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    return bool(ready)
 
 
 def no_leftover_processes(directory: Path) -> list[int]:

@@ -4,7 +4,6 @@ merged by ``p2pfl report``: the merged result is the simulator's."""
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
-from _procs import processes_mentioning
 
 from p2pfl.config import load_scenario
 from p2pfl.experiment import build_experiment
@@ -98,60 +96,24 @@ def test_two_hosts_launched_separately_and_merged_match_the_simulator(run_dir: P
         float(sim.final.honest_accuracy.mean()), abs=1e-6
     )
     assert summary["consensus_distance"] == pytest.approx(sim.final.consensus_distance, rel=1e-3)
+    run_ids = set()
     for h, out in outs.items():
         here = json.loads((out / "summary.json").read_text())
         assert here["nodes_here"] == [i for i, host in HOSTS.items() if host == h]
+        run_ids.add(here["run_id"])
+    assert run_ids == {summary["run_id"]}  # two separate launches, one run id
+    assert summary["missing_nodes"] == []
     for name in ("metrics.jsonl", "accuracy.png", "topology.png"):
         assert (merged / name).is_file(), name
+    one = p2pfl("report", str(outs["127.0.0.1"]), "--out", str(run_dir / "one"), "--quiet")
+    assert one.returncode == 0, one.stderr
+    assert "2 of the topology's 4 nodes are in none of these directories (node 2, 3)" in one.stderr
 
 
 def test_report_of_a_directory_that_is_not_a_run_is_a_clear_error(tmp_path: Path) -> None:
     result = p2pfl("report", str(tmp_path), "--out", str(tmp_path / "r"), timeout=60)
     assert result.returncode == 2
     assert "no summary.json; not an output directory of p2pfl launch" in result.stderr
-
-
-def test_sigterm_to_launch_stops_every_node_process(run_dir: Path) -> None:
-    out = run_dir / "out"
-    launch = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "p2pfl",
-            "launch",
-            "--out",
-            str(out),
-            "--insecure",
-            "--set",
-            "topology.n=4",
-            "--set",
-            "topology.kind=ring",
-            "--set",
-            "topology.params={}",
-            "--set",
-            "byzantine.count=0",
-            "--set",
-            "run.rounds=100000",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert launch.stdout is not None
-        lines = []
-        for line in launch.stdout:  # blocks on the pipe: no sleeps
-            lines.append(line)
-            if "node processes running" in line:
-                break
-        assert processes_mentioning(str(out / "nodes")), lines  # they run now
-        launch.send_signal(signal.SIGTERM)
-        _, err = launch.communicate(timeout=60)
-    finally:
-        if launch.poll() is None:
-            launch.kill()
-            launch.wait()
-
-    assert launch.returncode == 128 + signal.SIGTERM, err
-    assert "every node process was stopped" in err
-    assert processes_mentioning(str(out / "nodes")) == []
+    missing = p2pfl("report", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), timeout=60)
+    assert missing.returncode == 2
+    assert "nope: no such directory" in missing.stderr

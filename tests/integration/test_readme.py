@@ -102,5 +102,6 @@ def test_every_tour_command_works_as_written(tmp_path: Path) -> None:
         assert proc.returncode == 0, f"{code}\n---\n{proc.stderr[-3000:]}"
     summary = json.loads((tmp_path / "runs" / "mynet" / "summary.json").read_text())
     assert summary["honest_accuracy_mean"] > 0.8
+    assert summary["missing_nodes"] == []  # both hosts' launches made it into the merge
     assert (tmp_path / "runs" / "sweep" / "results.csv").read_text().count("\n") == 1 + 3 * 2 * 2
     assert (tmp_path / "runs" / "alie-64" / "summary.json").exists()

@@ -125,7 +125,7 @@ def test_launch_names_the_node_that_failed(
     assert "node 1 killed by SIGKILL: Traceback | boom" in err
     assert "node failure: 1 of 4 node processes failed (node 1)" in err
     assert (tmp_path / "topology.toml").is_file()  # the generated topology every node reads
-    assert sorted(p.name for p in (tmp_path / "keys").iterdir())[:2] == [
+    assert sorted(p.name for p in (tmp_path / "keys").glob("node-*"))[:2] == [
         "node-0.key",
         "node-0.key_secret",
     ]

@@ -350,7 +350,7 @@ def test_merge_runs_combines_hosts_and_refuses_mixed_scenarios(tmp_path: Path) -
     c = _host_dir(tmp_path / "c", [2, 3], other)
     with pytest.raises(ConfigError, match="ran a different scenario"):
         merge_runs([a, c])
-    with pytest.raises(ConfigError, match="node 0 has records in both"):
+    with pytest.raises(ConfigError, match="node 0 has outputs in both"):
         merge_runs([a, _host_dir(tmp_path / "d", [0], scenario)])
     with pytest.raises(ConfigError, match=r"no summary\.json"):
         merge_runs([tmp_path])
