@@ -18,6 +18,7 @@ back to a plain string (``--set model.params.hidden=[32,32]``).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -148,19 +149,54 @@ class AggregatorConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
-    """Networked runs (``p2pfl node`` / ``p2pfl launch``): deadlines and limits."""
+    """Networked runs (``p2pfl node`` / ``p2pfl launch``): liveness, deadlines and limits.
+
+    A live neighbour is waited for, a dead one is not (see :mod:`p2pfl.node.node`):
+    ``heartbeat_interval`` (s) paces the heartbeats every node sends each neighbour;
+    a neighbour silent for ``dead_after`` (s, a floor: more for irregular senders)
+    is dead. A live neighbour that does not deliver a round's vector is waited for
+    ``max(round_timeout, patience_factor * recent arrival delays)`` (s), then
+    suspected. ``hello_timeout`` (s) bounds the start-up wait for a neighbour never
+    heard from (and for a neighbour still in its own start-up).
+    """
 
     host: str = "127.0.0.1"
     round_timeout: float = 10.0
     hello_timeout: float = 30.0
+    heartbeat_interval: float = 0.5
+    dead_after: float = 5.0
+    patience_factor: float = 5.0
     max_message_mb: float = 256.0
     checkpoint_every: int = 0
     insecure: bool = False
 
     def __post_init__(self) -> None:
-        for key in ("round_timeout", "hello_timeout", "max_message_mb"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"network.{key}: must be > 0, got {getattr(self, key)}")
+        for key in (
+            "round_timeout",
+            "hello_timeout",
+            "heartbeat_interval",
+            "dead_after",
+            "max_message_mb",
+        ):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"network.{key}: must be a positive number, got {value}")
+        if self.dead_after < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                f"network.dead_after ({self.dead_after:g} s) must be at least twice "
+                f"network.heartbeat_interval ({self.heartbeat_interval:g} s): one late "
+                "heartbeat must not make a neighbour dead"
+            )
+        if self.round_timeout < 2 * self.heartbeat_interval:
+            raise ConfigError(
+                f"network.round_timeout ({self.round_timeout:g} s) must be at least twice "
+                f"network.heartbeat_interval ({self.heartbeat_interval:g} s): a neighbour "
+                "must be able to say it is still working before it is suspected"
+            )
+        if not (math.isfinite(self.patience_factor) and self.patience_factor >= 1):
+            raise ConfigError(
+                f"network.patience_factor: must be a number >= 1, got {self.patience_factor}"
+            )
         if self.checkpoint_every < 0:
             raise ConfigError(
                 f"network.checkpoint_every: must be >= 0, got {self.checkpoint_every}"

@@ -13,11 +13,13 @@ reason             the message ...
 ``impersonation``  claims a sender other than the node that authenticated it
 ``not_neighbour``  comes from a node that is not this node's neighbour
 ``stale_round``    is for a round before the window (already aggregated)
-``future_round``   is for a round more than ``rounds_ahead`` after the current one
+``future_round``   is for a round more than ``rounds_ahead`` after the current one, or
+                   announces (hello, alive) a round past the run's last
 ``duplicate``      repeats a (sender, round) already accepted
 ``wrong_dtype``    carries a vector of another dtype than the model's
-``wrong_length``   carries a vector (or announces a model) of another length
-``wrong_model``    announces a model with another architecture fingerprint
+``wrong_length``   carries a vector of another length
+``wrong_model``    announces a model of another length or fingerprint, or comes from a
+                   neighbour that did (until it announces this node's model)
 ``non_finite``     carries NaN or infinite values
 =================  ==============================================================
 
@@ -83,6 +85,10 @@ class Expectations:
     ahead. ``max_bytes`` bounds a whole message (all frames); by default the
     vector's size plus the largest header :mod:`p2pfl.wire` allows.
     ``fingerprint``, when set, must match a Hello's model fingerprint.
+    ``last_round``, when set, is the run's last round: a Hello or Alive announcing
+    a later one is refused (``future_round``), so no claim can point past the run.
+    ``refused`` are neighbours that announced another model: everything but a new
+    Hello from them is refused (``wrong_model``) until they announce this one.
     """
 
     node_id: int
@@ -94,6 +100,8 @@ class Expectations:
     dtype: torch.dtype = torch.float32
     max_bytes: int = -1  # -1: derived from param_count and dtype
     fingerprint: str | None = None
+    last_round: int | None = None
+    refused: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("node_id", "param_count", "round", "rounds_ahead", "rounds_behind"):
@@ -107,6 +115,9 @@ class Expectations:
         if self.node_id in neighbours:
             raise ValueError(f"node {self.node_id} cannot be its own neighbour")
         object.__setattr__(self, "neighbours", neighbours)
+        last = self.last_round
+        if last is not None and (type(last) is not int or last < 0):
+            raise ValueError(f"Expectations.last_round must be a non-negative int, got {last!r}")
         if self.dtype not in wire.DTYPES.values():
             raise ValueError(f"Expectations.dtype {self.dtype} is not a wire dtype")
         if self.max_bytes == -1:
@@ -165,10 +176,20 @@ def _check_params(
         raise RejectedMessage("non_finite", f"vector from node {message.sender} has NaN or Inf")
 
 
+def _check_announced_round(message: wire.Hello | wire.Alive, expectations: Expectations) -> None:
+    last = expectations.last_round
+    if last is not None and message.round > last:
+        raise RejectedMessage(
+            "future_round",
+            f"node {message.sender} announces round {message.round}; the run has {last} rounds",
+        )
+
+
 def _check_hello(message: wire.Hello, expectations: Expectations) -> None:
+    _check_announced_round(message, expectations)
     if message.param_count != expectations.param_count:
         raise RejectedMessage(
-            "wrong_length",
+            "wrong_model",
             f"node {message.sender} has a model of {message.param_count} values, "
             f"this node {expectations.param_count}",
         )
@@ -191,9 +212,10 @@ def validate(
     ``transport_sender`` is the node that authenticated the connection
     (:meth:`p2pfl.security.SecurityContext.sender_of`), ``None`` if unknown.
     On success a Params message's ``(sender, round)`` is added to ``seen``.
-    A Hello's round is not checked (a restarted node announces where it is).
+    A Hello's or Alive's round is checked only against ``last_round`` (a restarted node
+    announces where it is, behind or ahead of this node).
     """
-    if not isinstance(message, wire.Hello | wire.Params | wire.Bye):
+    if not isinstance(message, wire.Hello | wire.Alive | wire.Params | wire.Bye):
         raise TypeError(f"validate() takes a wire message, got {type(message).__name__}")
     check_claimed_sender(message.sender, transport_sender)
     if message.sender not in expectations.neighbours:
@@ -201,11 +223,19 @@ def validate(
             "not_neighbour",
             f"node {message.sender} is not a neighbour of node {expectations.node_id}",
         )
+    if message.sender in expectations.refused and not isinstance(message, wire.Hello):
+        raise RejectedMessage(
+            "wrong_model",
+            f"node {message.sender} announced another model; refused until it says hello "
+            "with this node's",
+        )
     if isinstance(message, wire.Params):
         _check_params(message, expectations, seen)
         seen.add((message.sender, message.round))
     elif isinstance(message, wire.Hello):
         _check_hello(message, expectations)
+    elif isinstance(message, wire.Alive):
+        _check_announced_round(message, expectations)
 
 
 # ----------------------------------------------------------------------------- counting

@@ -9,6 +9,7 @@ Header keys, all required, no others accepted:
 
     every kind   v (protocol version, int), kind (str), sender (int)
     "hello"      round, version, fingerprint, param_count
+    "alive"      round, greeted (bool), wait_ms
     "params"     round, dtype, shape, nbytes, xxh3
     "bye"        reason
 
@@ -65,6 +66,7 @@ __all__ = [
     "DTYPES",
     "MAX_HEADER_BYTES",
     "PROTOCOL_VERSION",
+    "Alive",
     "Bye",
     "Frame",
     "Hello",
@@ -74,7 +76,7 @@ __all__ = [
     "encode",
 ]
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: the alive heartbeat
 MAX_HEADER_BYTES = 4096
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 2**20
 MAX_NDIM = 8
@@ -85,6 +87,7 @@ MAX_PARAM_COUNT = 2**40
 MAX_VERSION_CHARS = 64
 MAX_FINGERPRINT_CHARS = 128
 MAX_REASON_CHARS = 512
+MAX_WAIT_MS = 2**31 - 1
 
 #: Tensor dtypes allowed on the wire, by header name.
 DTYPES: Mapping[str, torch.dtype] = {
@@ -145,6 +148,34 @@ class Hello:
         _check_int(self.round, "Hello.round", 0, MAX_ROUND)
 
 
+@dataclass(frozen=True)
+class Alive:
+    """A heartbeat: the sender is running, in round ``round`` (0: still starting).
+
+    Sent to every neighbour every ``network.heartbeat_interval`` and whenever the
+    sender enters a new round, on the same ordered channel as its vectors, so a
+    receiver learns that a neighbour is alive (not dead), where it is (slow, or
+    behind), and, from the order, that a vector of an earlier round was sent
+    before. ``greeted`` says whether the sender has the receiver's hello: if not,
+    the receiver says hello again (a lost hello costs one heartbeat interval).
+    ``wait_ms`` is how long, at most, the sender will still wait for its own
+    neighbours (its start-up or the round's collection; 0 while it trains), so a
+    neighbour waiting for it knows how much longer a delay it is not to blame for.
+    """
+
+    sender: int
+    round: int
+    greeted: bool
+    wait_ms: int = 0
+
+    def __post_init__(self) -> None:
+        _check_int(self.sender, "Alive.sender", 0, MAX_SENDER)
+        _check_int(self.round, "Alive.round", 0, MAX_ROUND)
+        _check_int(self.wait_ms, "Alive.wait_ms", 0, MAX_WAIT_MS)
+        if type(self.greeted) is not bool:
+            raise ValueError(f"Alive.greeted must be a bool, got {type(self.greeted).__name__}")
+
+
 @dataclass(
     frozen=True, eq=False
 )  # eq=False: comparing tensors elementwise has no single truth value
@@ -182,15 +213,16 @@ class Bye:
         _check_text(self.reason, "Bye.reason", MAX_REASON_CHARS)
 
 
-Message: TypeAlias = Hello | Params | Bye
+Message: TypeAlias = Hello | Alive | Params | Bye
 
 _COMMON_KEYS = frozenset({"v", "kind", "sender"})
 _KIND_KEYS: Mapping[str, frozenset[str]] = {
     "hello": _COMMON_KEYS | {"round", "version", "fingerprint", "param_count"},
+    "alive": _COMMON_KEYS | {"round", "greeted", "wait_ms"},
     "params": _COMMON_KEYS | {"round", "dtype", "shape", "nbytes", "xxh3"},
     "bye": _COMMON_KEYS | {"reason"},
 }
-_KIND_FRAMES = {"hello": 1, "params": 2, "bye": 1}
+_KIND_FRAMES = {"hello": 1, "alive": 1, "params": 2, "bye": 1}
 
 
 # ----------------------------------------------------------------------------- encode
@@ -225,6 +257,16 @@ def encode(message: Message) -> list[bytes | memoryview]:
             "param_count": message.param_count,
         }
         return [msgpack.packb(header)]
+    if isinstance(message, Alive):
+        header = {
+            "v": PROTOCOL_VERSION,
+            "kind": "alive",
+            "sender": message.sender,
+            "round": message.round,
+            "greeted": message.greeted,
+            "wait_ms": message.wait_ms,
+        }
+        return [msgpack.packb(header)]
     if isinstance(message, Params):
         payload = _payload(message.vector)
         header = {
@@ -246,7 +288,9 @@ def encode(message: Message) -> list[bytes | memoryview]:
             "reason": message.reason,
         }
         return [msgpack.packb(header)]
-    raise ValueError(f"cannot encode {type(message).__name__}; expected Hello, Params or Bye")
+    raise ValueError(
+        f"cannot encode {type(message).__name__}; expected Hello, Alive, Params or Bye"
+    )
 
 
 # ----------------------------------------------------------------------------- decode
@@ -424,5 +468,17 @@ def decode(
             fingerprint=_field_str(header, "fingerprint", MAX_FINGERPRINT_CHARS),
             param_count=_field_int(header, "param_count", 0, MAX_PARAM_COUNT),
             round=_field_int(header, "round", 0, MAX_ROUND),
+        )
+    if kind == "alive":
+        greeted = header["greeted"]
+        if type(greeted) is not bool:
+            raise DecodeError(
+                f"header field 'greeted' must be a bool, got {type(greeted).__name__}"
+            )
+        return Alive(
+            sender=sender,
+            round=_field_int(header, "round", 0, MAX_ROUND),
+            greeted=greeted,
+            wait_ms=_field_int(header, "wait_ms", 0, MAX_WAIT_MS),
         )
     return Bye(sender=sender, reason=_field_str(header, "reason", MAX_REASON_CHARS))

@@ -5,25 +5,17 @@ A node in round ``r`` keeps the vectors its neighbours sent for rounds
 send ``r + 1``. Anything for an earlier round arrives too late to be aggregated
 and is dropped; anything further ahead, or a second vector from the same sender
 for the same round, is dropped too. Every drop is counted by kind, and memory is
-bounded by ``(rounds_ahead + 1) * len(peers)`` vectors.
-
-:meth:`RoundInbox.collect` waits (on an event, never by polling) until every
-expected sender's vector for the current round is in, or the deadline passes,
-and returns what arrived (optionally waiting only for some of the expected
-senders, see ``wait_for``, and for at least a number of them, see
-``at_least``). A peer that said goodbye (:meth:`RoundInbox.depart`) is no
-longer waited for.
+bounded by ``(rounds_ahead + 1) * len(peers)`` vectors. Vectors of a round that
+was left without being used (:meth:`RoundInbox.take`) are counted as ``unused``.
+Whom to wait for, and how long, is the node's business (:mod:`p2pfl.node.node`).
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Collection, Iterable
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
-
-from p2pfl._compat import timeout_at
 
 Outcome = Literal["accepted", "stale", "ahead", "duplicate", "unknown_peer"]
 
@@ -31,7 +23,7 @@ Outcome = Literal["accepted", "stale", "ahead", "duplicate", "unknown_peer"]
 class RoundInbox:
     """Vectors by round and sender, for the current round and ``rounds_ahead`` after it.
 
-    Not thread-safe: one event loop puts and collects.
+    Not thread-safe: one event loop puts and takes.
     """
 
     def __init__(self, peers: Iterable[int], rounds_ahead: int = 2) -> None:
@@ -41,9 +33,7 @@ class RoundInbox:
         self.rounds_ahead = rounds_ahead
         self._round = 0
         self._buffers: dict[int, dict[int, torch.Tensor]] = {}
-        self._departed: set[int] = set()
-        self._taken: set[int] = set()  # senders whose current-round vector collect() returned
-        self._changed = asyncio.Event()
+        self._taken: set[int] = set()  # senders whose current-round vector was used
         self.dropped: dict[Outcome, int] = {
             "stale": 0,
             "ahead": 0,
@@ -55,10 +45,6 @@ class RoundInbox:
     @property
     def round(self) -> int:
         return self._round
-
-    @property
-    def departed(self) -> frozenset[int]:
-        return frozenset(self._departed)
 
     def buffered(self) -> int:
         """Vectors held right now (all rounds)."""
@@ -73,7 +59,6 @@ class RoundInbox:
             self.unused += len(left) - (len(self._taken & set(left)) if r == self._round else 0)
         self._round = round_
         self._taken = set()
-        self._changed.set()
 
     def put(self, sender: int, round_: int, vector: torch.Tensor) -> Outcome:
         """Buffer ``vector``; the outcome says whether it was kept or why it was dropped."""
@@ -82,8 +67,6 @@ class RoundInbox:
             self.dropped[outcome] += 1
             return outcome
         self._buffers.setdefault(round_, {})[sender] = vector
-        if round_ == self._round:
-            self._changed.set()
         return outcome
 
     def _classify(self, sender: int, round_: int) -> Outcome:
@@ -97,49 +80,10 @@ class RoundInbox:
             return "duplicate"
         return "accepted"
 
-    def depart(self, peer: int) -> None:
-        """``peer`` left (said bye): stop waiting for it."""
-        if peer in self.peers:
-            self._departed.add(peer)
-            self._changed.set()
-
-    def rejoin(self, peer: int) -> None:
-        """``peer`` is back (said hello again): wait for it again."""
-        self._departed.discard(peer)
-
     def received(self) -> dict[int, torch.Tensor]:
         """The current round's vectors so far, by sender."""
         return dict(self._buffers.get(self._round, {}))
 
-    def _complete(self, expected: Collection[int], needed: Collection[int], at_least: int) -> bool:
-        got = self._buffers.get(self._round, {})
-        if not all(p in got or p in self._departed for p in needed):
-            return False
-        return sum(p in got or p in self._departed for p in expected) >= at_least
-
-    async def collect(
-        self,
-        expected: Collection[int],
-        deadline: float,
-        wait_for: Collection[int] | None = None,
-        at_least: int = 0,
-    ) -> dict[int, torch.Tensor]:
-        """Wait until every sender in ``wait_for`` delivered this round (or left), or ``deadline``.
-
-        ``deadline`` is on the event loop's clock (``loop.time()``); ``wait_for``
-        defaults to ``expected``. With ``at_least = k``, it also waits until ``k``
-        senders of ``expected`` delivered (or left). Returns the vectors of
-        ``expected`` senders that arrived by then, by sender id.
-        """
-        needed = expected if wait_for is None else wait_for
-        try:
-            async with timeout_at(deadline):
-                while not self._complete(expected, needed, at_least):
-                    self._changed.clear()
-                    await self._changed.wait()
-        except TimeoutError:
-            pass
-        got = self._buffers.get(self._round, {})
-        out = {p: got[p] for p in sorted(expected) if p in got}
-        self._taken.update(out)
-        return out
+    def take(self, senders: Iterable[int]) -> None:
+        """Mark the current round's vectors of ``senders`` as used (not counted as unused)."""
+        self._taken.update(senders)

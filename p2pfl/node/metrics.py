@@ -3,22 +3,28 @@
 Each node process writes ``node-<id>.jsonl``: one JSON object per line, each with
 ``event``, ``node`` and ``time`` (Unix seconds) plus event fields:
 
-==========  ==================================================================
-``start``   ``neighbours``, ``role``, ``parameters``, ``fingerprint``
-``hello``   handshake done: ``heard`` (neighbour ids), ``missing``, ``seconds``
-``round``   ``round``, ``seconds`` (whole round), ``wait_seconds`` (collecting),
-            ``received`` (sender ids aggregated), ``missing``, ``suspected``,
-            ``waited_longer_for`` (lagging neighbours), ``kept_own``
-``eval``    a metrics record: ``round``, ``byzantine``, ``accuracy``,
-            ``test_loss``, ``train_loss`` (same keys as ``metrics.jsonl``)
-``end``     ``status`` (``done`` / ``stopped`` / ``failed``), ``rounds_completed`` and the
-            counters of :meth:`NodeCounters.as_dict`, among them ``rejections``:
+===========  =================================================================
+``start``    ``neighbours``, ``role``, ``parameters``, ``fingerprint``
+``hello``    handshake done: ``heard`` (neighbour ids), ``missing`` (declared dead),
+             ``refused`` (announced another model), ``seconds``
+``round``    ``round``, ``seconds`` (whole round), ``wait_seconds`` (collecting),
+             ``patience`` (the round's wait for a live neighbour, s),
+             ``received`` (sender ids aggregated), ``missing``, ``suspected``,
+             ``dead``, ``waited_out`` (a deadline passed with a neighbour missing),
+             ``kept_own``
+``warning``  something a person should see (printed by ``p2pfl node`` and
+             ``p2pfl launch``): ``kind`` (:data:`WARNING_KINDS`), ``round``,
+             ``peers``, ``message`` (a sentence)
+``eval``     a metrics record: ``round``, ``byzantine``, ``accuracy``,
+             ``test_loss``, ``train_loss`` (same keys as ``metrics.jsonl``)
+``end``      ``status`` (``done`` / ``stopped`` / ``failed``) and the
+             counters of :meth:`NodeCounters.as_dict`, among them ``rejections``:
             messages accepted and refused, per peer and per reason
             (:meth:`p2pfl.validation.RejectionCounters.as_dict`), next to the
             inbox's (``inbox_dropped``) and outbox's (``outbox_dropped``,
             ``sends_dropped``) drops; ``p2pfl launch`` / ``report`` sum them per
             node under ``"rejections"`` in ``summary.json``
-==========  ==================================================================
+===========  =================================================================
 
 Every line is flushed when written, so the log of a killed node is complete up
 to its last event; :func:`read_node_log` skips a torn last line.
@@ -37,14 +43,36 @@ from typing import IO, Any
 from p2pfl.errors import ConfigError
 from p2pfl.validation import RejectionCounters
 
+#: What a ``warning`` event can be about.
+WARNING_KINDS = (
+    "waited_out",  # a round's deadline passed with a live neighbour's vector missing
+    "suspected",  # a live neighbour missed a deadline: slow or silent, no longer waited for
+    "dead",  # a neighbour left (bye), or fell silent past its liveness timeout
+    "kept_own",  # too few inputs for the rule: the node kept its own vector
+    "skipped_rounds",  # a catch-up round jumped over rounds
+    "refused_peer",  # a neighbour announced another model and is refused
+    "diverged",  # the node's own parameters became non-finite
+)
+
 
 @dataclass
 class NodeCounters:
-    """What went wrong, and how often, during a node's run."""
+    """What the node did and what went wrong, and how often, during its run.
 
+    ``last_round`` is the last round the node reached; ``rounds_completed`` the
+    rounds it actually ran (trained, or adopted in a catch-up round), never the
+    rounds it skipped (``rounds_skipped``), so ``rounds_completed +
+    rounds_skipped == last_round``.
+    """
+
+    last_round: int = 0
     rounds_completed: int = 0
-    rounds_incomplete: int = 0  # some expected neighbour's vector missing at the deadline
+    rounds_trained: int = 0
+    rounds_skipped: int = 0
+    rounds_incomplete: int = 0  # some expected neighbour's vector missing
     rounds_kept_own: int = 0  # fewer inputs than the rule needs: kept the own vector
+    rounds_waited_out: int = 0  # a deadline passed with a live neighbour's vector missing
+    warnings: dict[str, int] = field(default_factory=dict)  # by WARNING_KINDS
     inbox_dropped: dict[str, int] = field(default_factory=dict)  # by RoundInbox outcome
     inbox_unused: int = 0
     outbox_dropped: int = 0  # oldest queued message given up for a slow or dead peer
@@ -53,9 +81,14 @@ class NodeCounters:
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "last_round": self.last_round,
             "rounds_completed": self.rounds_completed,
+            "rounds_trained": self.rounds_trained,
+            "rounds_skipped": self.rounds_skipped,
             "rounds_incomplete": self.rounds_incomplete,
             "rounds_kept_own": self.rounds_kept_own,
+            "rounds_waited_out": self.rounds_waited_out,
+            "warnings": dict(self.warnings),
             "inbox_dropped": dict(self.inbox_dropped),
             "inbox_unused": self.inbox_unused,
             "outbox_dropped": self.outbox_dropped,
@@ -83,7 +116,12 @@ class NodeLog:
     """
 
     def __init__(
-        self, node: int, path: str | Path | None = None, echo: IO[str] | None = None
+        self,
+        node: int,
+        path: str | Path | None = None,
+        echo: IO[str] | None = None,
+        *,
+        warnings: IO[str] | None = None,
     ) -> None:
         self.node = node
         self.path = Path(path) if path is not None else None
@@ -92,10 +130,11 @@ class NodeLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("w", encoding="utf-8")
         self._echo = echo
+        self._warnings = warnings
         self.events: list[dict[str, Any]] = []
 
-    def event(self, kind: str, **fields: Any) -> dict[str, Any]:
-        record = _clean({"event": kind, "node": self.node, "time": time.time(), **fields})
+    def event(self, name: str, /, **fields: Any) -> dict[str, Any]:
+        record = _clean({"event": name, "node": self.node, "time": time.time(), **fields})
         if self._file is None:
             self.events.append(record)
         line = json.dumps(record) + "\n"
@@ -110,6 +149,19 @@ class NodeLog:
                 self._echo = (
                     None  # nobody reads the echo any more (the launcher died): the file has it
                 )
+        return record
+
+    def warning(self, kind: str, round: int, peers: list[int], message: str) -> dict[str, Any]:
+        """A ``warning`` event; its message is also printed to ``warnings`` (stderr) if given."""
+        if kind not in WARNING_KINDS:
+            raise ValueError(f"unknown warning kind {kind!r}; known: {', '.join(WARNING_KINDS)}")
+        record = self.event("warning", kind=kind, round=round, peers=peers, message=message)
+        if self._warnings is not None:
+            try:
+                self._warnings.write(f"warning: {message}\n")
+                self._warnings.flush()
+            except (BrokenPipeError, ValueError):
+                self._warnings = None
         return record
 
     def close(self) -> None:

@@ -5,122 +5,93 @@ A :class:`Node` receives everything through its constructor: a
 a :class:`~p2pfl.transport.Transport`. :meth:`Node.run` then
 
 1. **says hello** to every neighbour (protocol version, model fingerprint
-   :meth:`~p2pfl.params.ParamLayout.fingerprint` and parameter count) and waits,
-   until ``network.hello_timeout``, for theirs. A neighbour announcing another
-   model is a :class:`~p2pfl.errors.ProtocolError` naming it; hearing from
-   nobody is one too; a neighbour merely missing is logged and the run goes on.
+   :meth:`~p2pfl.params.ParamLayout.fingerprint`, parameter count, its round) and
+   waits until every neighbour has said hello too, so that nodes started seconds
+   apart begin round 1 together. A neighbour never heard from within
+   ``network.hello_timeout`` is dead (nothing tells a process not started yet from
+   one that never will). A neighbour announcing another model is *refused*
+   (counted ``wrong_model``, a warning) and the node runs on with the others;
+   only when no neighbour at all matches does it stop, with a clear error.
 2. **runs ``run.rounds`` synchronous rounds**, each computing exactly what the
    simulator (:class:`p2pfl.sim.Simulation`) computes for this node's row:
+   train (:func:`~p2pfl.learning.local_steps` on a batch of one, in a worker
+   thread so the event loop keeps receiving); send the trained vector to every
+   neighbour (a vector attacker sends its crafted rows instead, see below);
+   collect the neighbours' vectors of the round (see *Waiting*); aggregate with
+   :func:`~p2pfl.rounds.aggregate` (received vectors in increasing sender order,
+   weights from :func:`~p2pfl.rounds.hood_weights` over the senders that arrived);
+   every ``run.eval_every`` rounds and after the last, evaluate.
+3. **says bye** and, after a completed run, waits (bounded) for its live
+   neighbours' byes, so its last vectors are delivered before its sockets close.
+   Cancelled (SIGTERM), it says bye and leaves at once.
 
-   - train: :func:`~p2pfl.learning.local_steps` on a batch of one (the node id
-     selects its minibatch stream), in a worker thread so the event loop keeps
-     receiving;
-   - send the trained vector to every neighbour (a vector attacker sends its
-     crafted rows instead, see below);
-   - collect the neighbours' vectors for this round until all arrived, or the
-     round deadline ``network.round_timeout`` passes (the first rounds also
-     allow ``hello_timeout`` for start-up skew, see
-     :attr:`~p2pfl.node.setup.NodeSetup.startup_rounds`; suspected neighbours,
-     below, are not waited for);
-   - aggregate what arrived with :func:`~p2pfl.rounds.aggregate`, received
-     vectors in increasing sender order, weights from
-     :func:`~p2pfl.rounds.hood_weights` over the senders that arrived (a missing
-     neighbour's weight goes to the node itself);
-   - every ``run.eval_every`` rounds and after the last, evaluate on the test set
-     and log an ``eval`` event (:mod:`p2pfl.node.metrics`).
+Liveness: slow is not dead
+    Every node sends each neighbour an :class:`~p2pfl.wire.Alive` heartbeat every
+    ``network.heartbeat_interval`` and when it enters a round, on the same ordered
+    channel as its vectors. Any message from a neighbour proves it alive;
+    :class:`~p2pfl.node.liveness.Liveness` declares it *dead* once it has been
+    silent past an adaptive timeout (at least ``network.dead_after``), and a bye
+    makes it dead at once. Dead neighbours are not waited for; any message (after
+    a bye: a hello) brings one back. A node stalled itself (descheduled, stopped)
+    does not blame its neighbours for the silence it slept through.
 
-3. **says bye** and, after a completed run, waits (at most a round deadline) for
-   its neighbours' byes, so its last vectors are delivered before its sockets
-   close. Cancelled (SIGTERM), it says bye and leaves at once (the transport's
-   close lets the bye go out: ``TransportOptions.close_linger_ms``): neighbours
-   stop waiting for it. A bye can still be lost, to a neighbour that is frozen or
-   swamped when this node leaves (ZeroMQ drops what the receiver had not yet read
-   when the connection closes); that neighbour then treats it as dead (below).
+Waiting
+    In round ``r``, once its own vector is sent (time ``ready``), the node waits
+    for every live neighbour ``j`` whose round-``r`` vector is missing, up to a
+    deadline that depends on where ``j`` says it is (its last announced round
+    ``rj``) and on the round's patience ``P``
+    (:class:`~p2pfl.node.patience.Patience`: ``max(round_timeout,
+    patience_factor * recent lateness)``, so it grows on a loaded machine):
 
-Suspected and lagging neighbours
-    A neighbour whose vector did not arrive by a deadline (or that never said hello)
-    is *suspected*: the node no longer waits for it, but still aggregates its vector
-    whenever it is in by the time the others are. Without this, one dead neighbour
-    would cost every round a full deadline. A node that waited out a deadline is
-    late, by up to a deadline, for its own neighbours; they miss its vector once and
-    suspect it, then receive that vector after moving on (a vector of one of the two
-    previous rounds): the neighbour is alive and *lagging*, and it is waited for up
-    to two deadlines (in the round under way if it is still being collected, else in
-    the next), which brings the two back in step. A node whose neighbours are all
-    suspected waits (up to the deadline) for the first of them: alone, it would race
-    through rounds at the speed of its training, ever further ahead of neighbours
-    that are merely slow. A vector arriving in time clears both states; so does a
-    hello during the handshake. Once rounds run, a neighbour saying hello again (it
-    restarted) is accepted back (answered, no longer counted as departed) but stays
-    suspected until one of its vectors arrives in time, so a restarted node never
-    makes its neighbours wait beyond these rules. In a run without faults nobody
-    misses a deadline, so none of this happens and the simulator's numbers are
-    reproduced exactly.
+    - ``rj == r``: ``max(ready, when j entered r) + P``;
+    - ``r - 2 <= rj < r`` (behind, catching up through ordinary rounds):
+      ``max(ready, j's last progress) + P``, plus ``hello_timeout`` while ``j`` is
+      still in its own start-up (``rj == 0``);
+    - ``rj > r`` (its round-``r`` vector, sent before its announcement, was lost
+      or the round skipped) or ``rj < r - 2`` (it needs a catch-up round): not
+      waited for.
+
+    A neighbour whose deadline passes is *suspected* (a warning): it is no longer
+    waited for until it delivers a vector again (any round in the window), so an
+    alive-but-silent neighbour costs one patience ``P``, once. If the rule needs
+    more inputs than the unsuspected neighbours can give
+    (``aggregator.min_inputs(f)``), the node also waits, up to ``ready + P``, for
+    suspected live neighbours; only then does it keep its own vector
+    (``rounds_kept_own``, a warning). In a run without faults every neighbour is
+    live and delivers, so nobody is cut and the simulator's numbers are
+    reproduced however loaded the machines are. docs/DESIGN.md has the failure
+    cases and what each costs.
 
 Restart and catch-up
     Built with ``resume=`` a :class:`~p2pfl.checkpoint.Checkpoint` (``p2pfl node
-    --resume``; checkpoints live in ``OUT/checkpoints``, see
-    :mod:`p2pfl.node.process`), the node restores its parameters, momentum and
-    train loss, and its hello announces the checkpoint's round ``c``. Every hello
-    announces the sender's round in progress, so the neighbours' answers tell the
-    restarted node where the run is (vectors received tell it too). Its
-    handshake ends early, one round deadline after the first neighbour ahead of
-    ``c`` answered (waiting out ``hello_timeout`` for a neighbour that is still
-    dead would only make it later). If the neighbours are in round ``R > c``
-    (``R``: the ``(f+1)``-th largest round they announced, so that up to ``f``
-    Byzantine neighbours cannot make it skip rounds), the
-    vectors of round ``R`` were sent while it was down, so it skips rounds
-    ``c+1 .. R`` and runs round ``T = R + 1`` (at most ``run.rounds``) as a
-    *catch-up round*: it neither trains nor sends, collects its neighbours'
-    round-``T`` vectors under the usual deadline and suspicion rules, and adopts
-    their aggregate: its stale vector is replaced by the coordinate-wise median of
-    what it received, then the rule is applied as in any round (own = that
-    median). With nothing received it keeps the checkpoint's parameters. Momentum
-    is kept from the checkpoint. From round ``T + 1`` on it is an ordinary node;
-    its neighbours stop suspecting it when its round-``T + 1`` vector arrives in
-    time. If no neighbour is ahead of ``c`` (the whole network restarted), it
-    simply continues with round ``c + 1``.
-
-Partitions
-    A vector from a neighbour more than two rounds behind, or more than two rounds
-    ahead (the inbox's ``rounds_ahead``), is refused by validation (``stale_round``
-    / ``future_round``); the refusing node then sends that neighbour a hello
-    announcing its own round (a hello is answered only when it announces a round not
-    past the last one known of its sender, i.e. after a restart, so hellos never
-    bounce back and forth). At the start of each round the node looks at the
-    ``(f+1)``-th largest round its neighbours announced; more than ``rounds_ahead``
-    rounds ahead of its own (their vectors of the rounds between were refused), it
-    runs a catch-up round (as after a restart, above) at the round after it; closer,
-    their vectors are in its inbox and ordinary rounds catch up. So when a partition
-    heals, the side that fell behind jumps to the other side's round, adopting the
-    aggregate of what it receives, and both sides mix again. In a run without faults
-    no neighbour is ever two rounds ahead (each waits for the other's vector), so
-    this never happens there.
-
-Too few inputs
-    If fewer than ``aggregator.min_inputs(f)`` vectors (own included) are
-    available when the deadline passes, the rule cannot give its guarantee: the
-    node keeps its own trained vector for this round and counts it
-    (``rounds_kept_own``).
+    --resume``), the node restores its parameters, momentum and train loss and
+    announces the checkpoint's round ``c``. Hellos and heartbeats tell it where
+    its neighbours are. If they are in round ``R > c`` (``R``: the ``(f+1)``-th
+    largest round they announced, so up to ``f`` Byzantine neighbours cannot make
+    it skip rounds; never past ``run.rounds``: validation refuses such claims), it
+    skips rounds ``c+1 .. R`` and runs round ``T = R + 1`` as a *catch-up round*:
+    it neither trains nor computes its own vector, collects its neighbours'
+    round-``T`` vectors, adopts the rule's aggregate with own = their
+    coordinate-wise median, and sends that as its round-``T`` vector. A running
+    node does the same when its neighbours are more than the inbox's window (2
+    rounds) ahead (a healed partition, or neighbours that went on without it).
+    Skipped rounds are counted (``rounds_skipped``, a warning) and never reported
+    as completed.
 
 Byzantine roles
     ``data`` nodes train on their poisoned shard and otherwise behave honestly.
-    A ``vector`` attacker sends its trained vector only to Byzantine neighbours
-    (colluders see each other's honest vectors, as in the simulator), waits for
-    its neighbours' vectors (bounded by the deadline), builds its view with
-    :func:`~p2pfl.rounds.attack_view` from what it received (local knowledge:
-    targets whose vector did not arrive get nothing this round), sends each
-    honest neighbour its row of :func:`~p2pfl.rounds.craft_messages`, and keeps
-    :func:`~p2pfl.rounds.byzantine_state`. ``silent`` nodes send no vectors.
+    A ``vector`` attacker sends its trained vector only to Byzantine neighbours,
+    waits for its neighbours' vectors, builds its view with
+    :func:`~p2pfl.rounds.attack_view` from what it received (local knowledge) and
+    sends each honest neighbour whose vector arrived its row of
+    :func:`~p2pfl.rounds.craft_messages`. ``silent`` nodes send no vectors.
 
 Incoming messages
     A reader task passes every message through :func:`p2pfl.validation.screen`
-    (size, decode, sender, round window, duplicates, dtype, length, NaN/Inf):
-    a refused or undecodable message is counted per peer and reason and never
-    stops the node. Accepted vectors go to a :class:`~p2pfl.node.inbox.RoundInbox`
-    (future rounds buffered, bounded; past rounds dropped and counted: the two
-    previous rounds by the inbox, as ``stale``, older ones by validation, as
-    ``stale_round``).
+    (size, decode, sender, round window, announced rounds, refused peers,
+    duplicates, dtype, length, NaN/Inf): a refused or undecodable message is
+    counted per peer and reason and never stops the node. Accepted vectors go to a
+    :class:`~p2pfl.node.inbox.RoundInbox` (future rounds buffered, bounded).
 """
 
 from __future__ import annotations
@@ -140,8 +111,10 @@ from p2pfl.checkpoint import Checkpoint, save_checkpoint
 from p2pfl.errors import ProtocolError
 from p2pfl.learning import evaluate, local_steps
 from p2pfl.node.inbox import RoundInbox
+from p2pfl.node.liveness import Liveness
 from p2pfl.node.metrics import NodeCounters, NodeLog
 from p2pfl.node.outbox import Outbox
+from p2pfl.node.patience import Patience
 from p2pfl.node.setup import NodeSetup
 from p2pfl.rounds import aggregate, attack_view, byzantine_state, craft_messages, hood_weights
 from p2pfl.transport import Transport, TransportClosed
@@ -151,7 +124,8 @@ from p2pfl.validation import Expectations, forget_before, screen
 #: (:meth:`p2pfl.security.SecurityContext.sender_of`; insecure: the transport's peer id).
 SenderOf = Callable[[int | None, Sequence[wire.Frame]], int | None]
 
-_MODEL_MISMATCH = ("wrong_model", "wrong_length")
+#: The longest the patience may grow, as a multiple of ``network.round_timeout``.
+PATIENCE_CAP = 20.0
 
 
 def _transport_peer(peer: int | None, frames: Sequence[wire.Frame]) -> int | None:
@@ -167,6 +141,16 @@ class NodeResult:
     rounds_completed: int
     evaluations: list[dict[str, Any]]
     counters: NodeCounters
+
+
+@dataclass
+class _Gathered:
+    """What collecting a round's vectors gave: the vectors and how the wait went."""
+
+    got: dict[int, torch.Tensor]
+    waited: float
+    expired: list[int]  # neighbours whose deadline passed in this round
+    patience: float  # the round's wait for a live neighbour (seconds)
 
 
 class Node:
@@ -205,18 +189,19 @@ class Node:
         self._checkpoint_dir = checkpoint_dir
         self._outbox_capacity = outbox_capacity
         self._inbox = RoundInbox(setup.neighbours, rounds_ahead)
+        net = setup.network
         self._expect = Expectations(
             node_id=setup.node_id,
             neighbours=frozenset(setup.neighbours),
             param_count=setup.d,
             round=0,
             rounds_ahead=rounds_ahead,
-            # The two previous rounds reach the inbox: a sign of a lagging peer that ordinary
-            # rounds can bring back (our vectors it needs are within its window). Older ones
-            # are refused: a peer that far behind needs a catch-up round, and an old vector
-            # may just have been held up in transit (a healed partition).
+            # The two previous rounds reach the inbox: a sign of a neighbour that is alive
+            # and behind, which ordinary rounds bring back. Older ones are refused: a peer
+            # that far behind needs a catch-up round.
             rounds_behind=2,
             fingerprint=setup.fingerprint,
+            last_round=setup.rounds,
         )
         self._seen: set[tuple[int, int]] = set()
         self._params = setup.initial.clone()
@@ -225,19 +210,30 @@ class Node:
         self._round = 0
         self._nodes = torch.tensor([setup.node_id])
         self._resumed_from: int | None = None
+        self._liveness = Liveness(setup.neighbours, dead_after=net.dead_after)
+        self._patience = Patience(
+            net.round_timeout, net.patience_factor, PATIENCE_CAP * net.round_timeout
+        )
+        self._peer_rounds: dict[int, int] = {}  # the latest round each neighbour announced
+        self._entered: dict[int, dict[int, float]] = {j: {} for j in setup.neighbours}
+        self._progress: dict[int, float] = {}  # when each neighbour last moved on or delivered
+        self._peer_waits: dict[int, float] = {}  # until when each neighbour said it waits
+        self._waiting_until: float | None = None  # until when this node waits (for its Alive)
+        self._arrivals: dict[int, float] = {}  # this round's vectors: arrival time by sender
+        self._started = False  # the handshake is over: rounds run
+        self._leaving = False  # bye sent: no more heartbeats
+        self._heard: set[int] = set()  # neighbours whose matching hello we have
+        self._hello_sent: dict[int, float] = {}
+        self._hellos_owed: set[int] = set()  # asked for within the rate limit: next beat
+        self._byes: set[int] = set()
+        self._refused: set[int] = set()  # announced another model
+        self._suspects: set[int] = set()  # live, missed a deadline, not delivered since
+        self._wake = asyncio.Event()  # set on every accepted message and every death
+        self._outbox: Outbox | None = None
+        self._diverged = False
+        self.evaluations: list[dict[str, Any]] = []
         if resume is not None:
             self._restore(resume)
-        self._peer_rounds: dict[int, int] = {}  # the latest round each neighbour announced
-        self._started = False  # the handshake is over: rounds run
-        self._heard: set[int] = set()
-        self._owe = {j: asyncio.Event() for j in setup.neighbours}  # hellos we owe
-        self._byes: set[int] = set()
-        self._suspects: set[int] = set()  # missed a deadline: not waited for
-        self._lagging: set[int] = set()  # alive but a round behind: waited for longer
-        self._mismatched: set[int] = set()
-        self._changed = asyncio.Event()  # set when a hello, bye or mismatch arrives
-        self._outbox: Outbox | None = None
-        self.evaluations: list[dict[str, Any]] = []
 
     def _restore(self, ckpt: Checkpoint) -> None:
         s = self.setup
@@ -278,6 +274,14 @@ class Node:
         """The round in progress (0 before the first)."""
         return self._round
 
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _warn(self, kind: str, round_: int, peers: Sequence[int], message: str) -> None:
+        c = self.counters.warnings
+        c[kind] = c.get(kind, 0) + 1
+        self.log.warning(kind, round_, list(peers), f"node {self.setup.node_id}: {message}")
+
     # ----------------------------------------------------------------------------- run
 
     async def run(self) -> NodeResult:
@@ -295,13 +299,16 @@ class Node:
             self.log.event("resume", round=self._resumed_from)
         status = "stopped"
         try:
-            async with Outbox(self.transport, s.neighbours, self._outbox_capacity) as outbox:
+            async with Outbox(
+                self.transport, s.neighbours, self._outbox_capacity, keep_trying=self._worth_it
+            ) as outbox:
                 self._outbox = outbox
                 async with TaskGroup() as tasks:
                     helpers = [
-                        tasks.create_task(self._read_loop(), name=f"node-{s.node_id}-reader")
+                        tasks.create_task(self._read_loop(), name=f"node-{s.node_id}-reader"),
+                        tasks.create_task(self._heartbeats(), name=f"node-{s.node_id}-alive"),
                     ]
-                    helpers += [tasks.create_task(self._greeter(j)) for j in s.neighbours]
+                    self._waiting_until = self._now() + s.network.hello_timeout
                     try:
                         # First calls of torch.func pay a one-time set-up (about a second): pay
                         # it before the handshake, so that round 1 starts in step with the others.
@@ -331,48 +338,64 @@ class Node:
             counters=self.counters,
         )
 
+    def _worth_it(self, peer: int) -> bool:
+        """Keep retrying a send to ``peer`` (it is alive) or give the message up."""
+        return peer not in self._liveness.dead and peer not in self._refused
+
     # ----------------------------------------------------------------------------- hello
 
     async def _handshake(self) -> None:
         s = self.setup
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for owed in self._owe.values():
-            owed.set()
+        start = self._now()
+        for j in s.neighbours:
+            self._say_hello(j)
         shortened = False
+        self._waiting_until = start + s.network.hello_timeout
         with contextlib.suppress(TimeoutError):
             async with timeout_at(start + s.network.hello_timeout) as limit:
-                while not self._mismatched and not self._heard >= set(s.neighbours):
+                while not self._heard | self._refused >= set(s.neighbours):
                     if not shortened and self._ahead_of_me():
                         # restarted mid-run: a neighbour still dead must not delay the catch-up
                         when = limit.when()
-                        soon = loop.time() + s.network.round_timeout
+                        soon = self._now() + self._patience.seconds
                         limit.reschedule(soon if when is None else min(when, soon))
+                        self._waiting_until = limit.when()
                         shortened = True
-                    self._changed.clear()
-                    await self._changed.wait()
+                    self._wake.clear()
+                    await self._wake.wait()
         self._started = True
-        if self._mismatched:
-            peers = ", ".join(str(p) for p in sorted(self._mismatched))
-            raise ProtocolError(
-                f"node {s.node_id}: neighbour(s) {peers} announced a different model than this "
-                f"node's ({s.d} parameters, fingerprint {s.fingerprint}); every node must run "
-                "the same scenario"
-            )
+        self._waiting_until = None
         heard = sorted(self._heard)
-        missing = [j for j in s.neighbours if j not in self._heard]
-        self._suspects.update(missing)
+        missing = [j for j in s.neighbours if j not in self._heard and j not in self._refused]
         if s.neighbours and not heard:
+            if self._refused:
+                peers = ", ".join(str(p) for p in sorted(self._refused))
+                raise ProtocolError(
+                    f"node {s.node_id}: neighbour(s) {peers} announced a different model than "
+                    f"this node's ({s.d} parameters, fingerprint {s.fingerprint}) and no "
+                    "neighbour runs this model; every node must run the same scenario"
+                )
             raise ProtocolError(
                 f"node {s.node_id}: no neighbour answered within network.hello_timeout = "
                 f"{s.network.hello_timeout:g} s (neighbours {list(s.neighbours)}): are their "
                 "processes running, and are the topology's addresses and keys right?"
             )
+        for j in missing:
+            self._liveness.declare_dead(j)
+        if missing:
+            self._warn(
+                "dead",
+                0,
+                missing,
+                f"neighbour(s) {_ids(missing)} never said hello within network.hello_timeout "
+                f"= {s.network.hello_timeout:g} s: treated as dead until heard from",
+            )
         self.log.event(
             "hello",
             heard=heard,
             missing=missing,
-            seconds=loop.time() - start,
+            refused=sorted(self._refused),
+            seconds=self._now() - start,
             neighbour_rounds={str(j): r for j, r in sorted(self._peer_rounds.items())},
         )
 
@@ -386,23 +409,58 @@ class Node:
         s = self.setup
         return wire.encode(wire.Hello(s.node_id, __version__, s.fingerprint, s.d, self._round))
 
-    async def _greeter(self, peer: int) -> None:
-        """Send ``peer`` our hello whenever we owe it one, until it is queued on a live connection.
+    def _say_hello(self, peer: int) -> None:
+        """Queue our hello for ``peer``; at most once per heartbeat interval, else at the next beat.
 
-        We owe every neighbour one hello at start-up, and one more each time a neighbour
-        we had already heard from says hello again (it restarted). A hello is never
-        sent twice for one debt, so two nodes never answer each other's hellos forever.
-        A send waits (up to the transport's send timeout) for the connection, so a
-        retry comes at the pace of that timeout, without sleeping.
+        A peer may ask often (every heartbeat of a neighbour that lacks our hello says
+        so); the rate limit keeps a hostile one from making us send hellos in a loop.
         """
-        owed = self._owe[peer]
+        now = self._now()
+        last = self._hello_sent.get(peer)
+        if last is not None and now - last < self.setup.network.heartbeat_interval:
+            self._hellos_owed.add(peer)
+            return
+        self._hellos_owed.discard(peer)
+        self._hello_sent[peer] = now
+        assert self._outbox is not None
+        self._outbox.put(peer, self._hello())
+
+    async def _heartbeats(self) -> None:
+        """Alive to every neighbour each interval; declare the silent ones dead."""
+        interval = self.setup.network.heartbeat_interval
+        due = self._now()
         while True:
-            await owed.wait()
-            try:
-                if await self.transport.send(peer, self._hello()):
-                    owed.clear()
-            except TransportClosed:
-                return
+            now = self._now()
+            late = now - due
+            if late > interval:
+                # this node itself did not run for a while: not its neighbours' fault
+                self._liveness.forgive(late)
+            if not self._leaving:
+                for j in sorted(self._hellos_owed):
+                    self._say_hello(j)
+                self._announce()
+            for j in self._liveness.check(now):
+                self._on_dead(j, f"silent for {self._liveness.timeout(j):.1f} s")
+            due = now + interval
+            await asyncio.sleep(interval)
+
+    def _announce(self) -> None:
+        """Offer every neighbour a heartbeat with our round (skipped where a queue is busy)."""
+        assert self._outbox is not None
+        me = self.setup.node_id
+        until = self._waiting_until
+        wait_ms = 0 if until is None else int(max(0.0, until - self._now()) * 1000)
+        wait_ms = min(wait_ms, wire.MAX_WAIT_MS)
+        for j in self.setup.neighbours:
+            if j not in self._refused:
+                alive = wire.Alive(me, self._round, j in self._heard, wait_ms)
+                self._outbox.offer(j, wire.encode(alive))
+
+    def _on_dead(self, peer: int, why: str) -> None:
+        self._suspects.discard(peer)
+        self._wake.set()
+        if self._started and not self._leaving:
+            self._warn("dead", self._round, [peer], f"neighbour {peer} is dead ({why})")
 
     # ----------------------------------------------------------------------------- rounds
 
@@ -411,52 +469,102 @@ class Node:
         self._inbox.advance(r)
         self._expect = self._expect.at_round(r)
         forget_before(self._seen, r - self._expect.rounds_behind)
+        self._arrivals = {}  # vectors buffered before the round count as there in time
+        if self._outbox is not None:
+            self._announce()  # neighbours time their patience from our entering the round
 
     async def _run_round(self, r: int) -> None:
         s = self.setup
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self._now()
         self._enter_round(r)
-        trained, self._momentum, loss = await asyncio.to_thread(self._train, r)
-        self._train_loss = float(loss[0])
-        skew = s.network.hello_timeout if r <= s.startup_rounds else 0.0
-        wait = s.network.round_timeout + skew
-        deadline = loop.time() + wait
+        trained, momentum, loss = await asyncio.to_thread(self._train, r)
         own = trained[0]
+        if not self._diverged and not bool(torch.isfinite(own).all()):
+            self._diverged = True
+            self._warn(
+                "diverged",
+                r,
+                [],
+                f"round {r}: its parameters became non-finite (diverged); it keeps running "
+                "rounds but sends no more vectors",
+            )
+        self._momentum = momentum
+        self._train_loss = float(loss[0])
+        self.counters.rounds_trained += 1
         kept_own = False
+        ready = self._now()
         if s.role in ("honest", "data"):
-            self._broadcast(r, own, s.neighbours)
-            expected: Sequence[int] = s.neighbours
-            got, waited, lagging = await self._collect(expected, deadline)
-            new, kept_own = await asyncio.to_thread(self._aggregate, trained, got)
+            if not self._diverged:
+                self._broadcast(r, own, s.neighbours)
+            gathered = await self._gather(r, ready, s.neighbours, s.aggregator.min_inputs(s.f))
+            if self._diverged:
+                new = own.clone()
+            else:
+                new, kept_own = await asyncio.to_thread(self._aggregate, trained, gathered.got)
         elif s.role == "vector":
             self._broadcast(r, own, [j for j in s.neighbours if j in s.byzantine])
-            expected = s.neighbours
-            got, waited, lagging = await self._collect(expected, deadline)
-            rows, targets = await asyncio.to_thread(self._craft, r, own, got)
+            gathered = await self._gather(r, ready, s.neighbours, 0)
+            rows, targets = await asyncio.to_thread(self._craft, r, own, gathered.got)
             for k, j in enumerate(targets):
                 if j not in s.byzantine:
                     self._send(j, wire.Params(s.node_id, r, rows[k]))
-            new = self._byzantine_state(own, got)
+            new = self._byzantine_state(own, gathered.got)
         else:  # silent
-            expected = s.honest_neighbours
-            got, waited, lagging = await self._collect(expected, deadline)
-            new = self._byzantine_state(own, got)
-        missing = [j for j in expected if j not in got]
+            gathered = await self._gather(r, ready, s.honest_neighbours, 0)
+            new = self._byzantine_state(own, gathered.got)
         self._params = new
-        self.counters.rounds_completed = r
-        self.counters.rounds_incomplete += bool(missing)
-        self.counters.rounds_kept_own += kept_own
+        expected = s.honest_neighbours if s.role == "silent" else s.neighbours
+        await self._finish_round(r, start, expected, gathered, kept_own)
+
+    async def _finish_round(
+        self,
+        r: int,
+        start: float,
+        expected: Sequence[int],
+        gathered: _Gathered,
+        kept_own: bool,
+        **extra: Any,
+    ) -> None:
+        """Count, warn, log, evaluate and checkpoint after round ``r``'s aggregation."""
+        s = self.setup
+        c = self.counters
+        missing = [j for j in expected if j not in gathered.got]
+        c.last_round = r
+        c.rounds_completed += 1
+        c.rounds_incomplete += bool(missing)
+        c.rounds_kept_own += kept_own
+        c.rounds_waited_out += bool(gathered.expired)
+        if gathered.expired:
+            self._warn(
+                "waited_out",
+                r,
+                gathered.expired,
+                f"round {r} waited {gathered.waited:.1f} s for neighbour(s) "
+                f"{_ids(gathered.expired)}, which sent nothing in time (patience "
+                f"{gathered.patience:.1f} s); went on without them",
+            )
+        if kept_own:
+            have = 1 + len(gathered.got)
+            self._warn(
+                "kept_own",
+                r,
+                missing,
+                f"round {r}: only {have} vector(s) for a rule that needs "
+                f"{s.aggregator.min_inputs(s.f)}; kept its own vector",
+            )
         self.log.event(
             "round",
             round=r,
-            seconds=loop.time() - start,
-            wait_seconds=waited,
-            received=sorted(got),
+            seconds=self._now() - start,
+            wait_seconds=gathered.waited,
+            patience=gathered.patience,
+            received=sorted(gathered.got),
             missing=missing,
             suspected=sorted(self._suspects),
-            waited_longer_for=lagging,
+            dead=sorted(self._liveness.dead & set(expected)),
+            waited_out=bool(gathered.expired),
             kept_own=kept_own,
+            **extra,
         )
         if s.evaluates_at(r):
             await self._evaluate(r)
@@ -469,9 +577,11 @@ class Node:
 
         Taking the ``(f+1)``-th largest, not the largest, means at least one honest
         neighbour is there: up to ``f`` Byzantine neighbours announcing a far round
-        cannot make this node skip rounds.
+        cannot make this node skip rounds. Refused neighbours do not count.
         """
-        rounds = sorted(self._peer_rounds.values(), reverse=True)
+        rounds = sorted(
+            (r for j, r in self._peer_rounds.items() if j not in self._refused), reverse=True
+        )
         k = self.setup.f + 1
         return rounds[k - 1] if len(rounds) >= k else None
 
@@ -482,6 +592,7 @@ class Node:
         if self._resumed_from is not None:
             self._expect = dataclasses.replace(self._expect, rounds_ahead=self._inbox.rounds_ahead)
             r = self._resumed_from + 1
+            self.counters.last_round = self._resumed_from
             ahead = self._ahead_round()
             if ahead is not None and ahead >= r and r <= s.rounds:
                 r = await self._catch_up(r, min(ahead + 1, s.rounds), ahead)
@@ -493,7 +604,7 @@ class Node:
             ahead = self._ahead_round()
             if ahead is not None and ahead > r + self._inbox.rounds_ahead:
                 # further behind than our inbox keeps their vectors for (a partition
-                # healed, or our neighbours gave up waiting for us): their vectors of the
+                # healed, or our neighbours went on without us): their vectors of the
                 # rounds between were refused, so running them would only wait; jump instead.
                 # Closer than that, their vectors are buffered and ordinary rounds catch up.
                 r = await self._catch_up(r, min(ahead + 1, s.rounds), ahead)
@@ -504,40 +615,34 @@ class Node:
     async def _catch_up(self, r: int, target: int, ahead: int) -> int:
         """Skip rounds ``r .. target-1``; run ``target`` as a catch-up round; the next round."""
         s = self.setup
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self._now()
+        skipped = target - r
+        self.counters.rounds_skipped += skipped
+        if skipped:
+            self._warn(
+                "skipped_rounds",
+                target,
+                [],
+                f"skipped rounds {r}-{target - 1} ({skipped}) to catch up with its neighbours "
+                f"(in round {ahead}); round {target} adopts their aggregate",
+            )
         self._enter_round(target)
-        got, waited, _ = await self._collect(s.neighbours, start + s.network.round_timeout)
-        new, kept_own = await asyncio.to_thread(self._adopt, got)
+        gathered = await self._gather(target, start, s.neighbours, 1)
+        new, kept_own = await asyncio.to_thread(self._adopt, gathered.got)
         self._params = new
-        self.counters.rounds_completed = target
-        self.counters.rounds_kept_own += kept_own
+        if gathered.got and not s.is_byzantine:
+            # our round-`target` vector, which the neighbours wait for: what we adopted
+            self._broadcast(target, new, s.neighbours)
         self.log.event(
             "catch_up",
             resumed_from=self._resumed_from,
             from_round=r,
             neighbours_at=ahead,
             round=target,
-            skipped=target - r,
-            received=sorted(got),
+            skipped=skipped,
+            received=sorted(gathered.got),
         )
-        self.log.event(
-            "round",
-            round=target,
-            seconds=loop.time() - start,
-            wait_seconds=waited,
-            received=sorted(got),
-            missing=[j for j in s.neighbours if j not in got],
-            suspected=sorted(self._suspects),
-            waited_longer_for=[],
-            kept_own=kept_own,
-            caught_up=True,
-        )
-        if s.evaluates_at(target):
-            await self._evaluate(target)
-        every = s.network.checkpoint_every
-        if self._checkpoint_dir is not None and every and target % every == 0:
-            await asyncio.to_thread(self._checkpoint, target)
+        await self._finish_round(target, start, s.neighbours, gathered, kept_own, caught_up=True)
         return target + 1
 
     def _adopt(self, got: dict[int, torch.Tensor]) -> tuple[torch.Tensor, bool]:
@@ -547,35 +652,85 @@ class Node:
         stand_in = coordinate_median(torch.stack([got[j] for j in sorted(got)]))
         return self._aggregate(stand_in.unsqueeze(0), got)
 
-    async def _collect(
-        self, expected: Sequence[int], deadline: float
-    ) -> tuple[dict[int, torch.Tensor], float, list[int]]:
-        """This round's vectors of ``expected`` under the suspicion rules; update suspicions.
+    def _deadline(self, j: int, r: int, ready: float, patience: float) -> float | None:
+        """Until when round ``r`` waits for live neighbour ``j`` (None: not at all); see *Waiting*."""
+        if j in self._suspects:
+            return None
+        rj = self._peer_rounds.get(j)
+        if rj is None or rj > r or rj < r - self._expect.rounds_behind:
+            return None
+        # From when j could be expected to deliver: when it entered round r, or, behind,
+        # when it last moved on; and not before the wait for its own neighbours it
+        # announced has run out (a delay it is not to blame for).
+        since = self._entered[j].get(r, ready) if rj == r else self._progress.get(j, ready)
+        # The announced wait counts only up to what this node would wait itself, so a
+        # Byzantine neighbour cannot stall a round by announcing waits forever.
+        cap = ready + self.setup.network.hello_timeout + 2 * patience
+        return max(ready, since, min(self._peer_waits.get(j, ready), cap)) + patience
 
-        Returns the vectors by sender, the seconds spent waiting, and the lagging
-        neighbours that were waited for longer.
+    async def _gather(
+        self, r: int, ready: float, expected: Sequence[int], min_inputs: int
+    ) -> _Gathered:
+        """Round ``r``'s vectors of ``expected``, waiting as *Waiting* says; update suspicions.
+
+        ``min_inputs`` is what the rule needs, own vector included: if the
+        unsuspected neighbours cannot give that many, suspected live ones are
+        waited for too, up to ``ready + P``.
         """
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        normal = [j for j in expected if j not in self._suspects and j not in self._lagging]
-        # With every neighbour suspected, wait for the first of them to arrive: racing
-        # through rounds alone would leave slow ones ever further behind.
-        first = 1 if expected and not normal else 0
-        got = await self._inbox.collect(expected, deadline, normal, at_least=first)
-        lagging = [j for j in expected if j in self._lagging and j not in got]
-        if lagging:
-            extra = self.setup.network.round_timeout
-            got = await self._inbox.collect(expected, deadline + extra, lagging)
-        waited = loop.time() - start
-        for j in expected:
-            if j in self._lagging and j not in got and j not in lagging:
-                continue  # found alive and behind after the waits: waited for longer next round
-            self._lagging.discard(j)
-            if j in got:
-                self._suspects.discard(j)
-            elif j not in self._inbox.departed:
-                self._suspects.add(j)
-        return got, waited, lagging
+        patience = self._patience.seconds
+        expired: list[int] = []
+        while True:
+            self._wake.clear()
+            now = self._now()
+            current = self._inbox.received()
+            got = {j: current[j] for j in expected if j in current}
+            waits: list[float] = []
+            for j in expected:
+                if j in got or self._gone(j):
+                    continue
+                deadline = self._deadline(j, r, ready, patience)
+                if deadline is None:
+                    continue
+                if now < deadline:
+                    waits.append(deadline)
+                else:
+                    expired.append(j)
+                    self._suspect(j, r)
+            if (
+                not waits
+                and 1 + len(got) < min_inputs
+                and now < ready + patience
+                and any(j not in got and not self._gone(j) for j in expected)
+            ):
+                waits.append(ready + patience)  # the rule needs more: wait for suspects too
+            if not waits:
+                break
+            self._waiting_until = max(waits)
+            with contextlib.suppress(TimeoutError):
+                async with timeout_at(min(waits)):
+                    await self._wake.wait()
+        self._waiting_until = None
+        self._inbox.take(got)
+        late = [
+            self._arrivals.get(j, ready) - max(ready, self._entered[j].get(r, ready)) for j in got
+        ]
+        self._patience.record([x for x in late if x > 0] or [0.0], self.setup.f)
+        return _Gathered(got, max(0.0, self._now() - ready), sorted(set(expired)), patience)
+
+    def _gone(self, j: int) -> bool:
+        return j in self._liveness.dead or j in self._refused
+
+    def _suspect(self, j: int, r: int) -> None:
+        if j in self._suspects:
+            return
+        self._suspects.add(j)
+        self._warn(
+            "suspected",
+            r,
+            [j],
+            f"round {r}: neighbour {j} is alive but sent no vector within "
+            f"{self._patience.seconds:.1f} s; no longer waited for until it sends one",
+        )
 
     def _warm_up(self) -> None:
         s = self.setup
@@ -680,30 +835,30 @@ class Node:
         assert self._outbox is not None
         frames = wire.encode(wire.Params(self.setup.node_id, r, vector))  # one encode, one checksum
         for j in peers:
-            self._outbox.put(j, frames)
+            if j not in self._refused:
+                self._outbox.put(j, frames)
 
     async def _farewell(self, status: str) -> None:
         """Bye to every neighbour; after a full run, wait for theirs (bounded); log the end."""
         s = self.setup
         outbox = self._outbox
         assert outbox is not None
+        self._leaving = True
         bye = wire.encode(wire.Bye(s.node_id, status))
         for j in s.neighbours:
             outbox.put(j, bye)
         grace = (
-            s.network.round_timeout if status == "done" else self.transport.options.send_timeout_s
+            self._patience.seconds if status == "done" else self.transport.options.send_timeout_s
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
+        deadline = self._now() + grace
         await outbox.drain(grace)
         if status == "done":
-            # a suspected neighbour (dead, most likely) will not say bye: do not wait for it
-            awaited = set(s.neighbours) - self._suspects
+            # a dead or refused neighbour will not say bye: do not wait for it
             with contextlib.suppress(TimeoutError):
                 async with timeout_at(deadline):
-                    while not self._byes >= awaited:
-                        self._changed.clear()
-                        await self._changed.wait()
+                    while not all(j in self._byes or self._gone(j) for j in s.neighbours):
+                        self._wake.clear()
+                        await self._wake.wait()
         c = self.counters
         c.inbox_dropped = {k: v for k, v in self._inbox.dropped.items() if v}
         c.inbox_unused = self._inbox.unused
@@ -720,72 +875,101 @@ class Node:
             except TransportClosed:
                 return
             sender = self._sender_of(received.peer, received.frames)
-            gaps = self._round_gaps(sender) if self._started and sender in self._owe else None
+            refusals = self._refusals(sender)
             message = screen(
                 received.frames, sender, self._expect, self._seen, self.counters.rejections
             )
-            if message is None:
-                if sender is not None and gaps is not None and self._round_gaps(sender) > gaps:
-                    # rounds apart: tell it where we are, so that whichever of us is behind
-                    # can catch up (see "Partitions")
-                    self._owe[sender].set()
-                self._note_rejection(sender)
-            else:
-                self._dispatch(message)
+            if message is not None:
+                self._dispatch(message, self._now())
+            elif sender in self._liveness.peers and self._refusals(sender) > refusals:
+                self._refuse(sender)
 
-    def _round_gaps(self, sender: int | None) -> int:
-        reasons = self.counters.rejections.of(sender)
-        return reasons.get("stale_round", 0) + reasons.get("future_round", 0)
+    def _refusals(self, sender: int | None) -> int:
+        return self.counters.rejections.of(sender).get("wrong_model", 0)
 
-    def _note_rejection(self, sender: int | None) -> None:
-        """A neighbour whose hello or vector does not fit our model fails the handshake."""
-        if sender is None or sender not in self._inbox.peers or sender in self._heard:
+    def _refuse(self, peer: int) -> None:
+        """``peer`` announced another model: refuse it until it says hello with ours."""
+        if peer in self._refused:
             return
-        reasons = self.counters.rejections.of(sender)
-        if any(reasons.get(r) for r in _MODEL_MISMATCH):
-            self._mismatched.add(sender)
-            self._changed.set()
+        self._refused.add(peer)
+        self._heard.discard(peer)
+        self._expect = dataclasses.replace(self._expect, refused=frozenset(self._refused))
+        self._wake.set()
+        self._warn(
+            "refused_peer",
+            self._round,
+            [peer],
+            f"neighbour {peer} announced a different model than this node's ({self.setup.d} "
+            f"parameters, fingerprint {self.setup.fingerprint}); refused, the node runs on "
+            "without it",
+        )
 
-    def _note_round(self, peer: int, round_: int) -> None:
+    def _note_round(self, peer: int, round_: int, now: float) -> None:
         """Remember where ``peer`` is; a resumed node not yet running buffers from there on."""
         if round_ <= self._peer_rounds.get(peer, -1):
             return
         self._peer_rounds[peer] = round_
+        self._progress[peer] = now
+        entered = self._entered[peer]
+        entered.setdefault(round_, now)
+        for old in [k for k in entered if k < round_ - 4]:
+            del entered[old]
         if self._resumed_from is not None and not self._started and round_ > self._inbox.round:
             # vectors of the round the neighbours are in, and the next ones, must not be
             # refused as "too far ahead" before the catch-up round starts
             self._inbox.advance(round_)
             self._expect = self._expect.at_round(round_)
 
-    def _dispatch(self, message: wire.Message) -> None:
+    def _dispatch(self, message: wire.Message, now: float) -> None:
         peer = message.sender
+        if not isinstance(message, wire.Hello | wire.Bye) and peer in self._byes:
+            return  # it left; only a hello (a restart) brings it back
+        if isinstance(message, wire.Bye):
+            self._byes.add(peer)
+            self._liveness.declare_dead(peer)
+            if self._started and not self._leaving and self._round < self.setup.rounds:
+                self._warn(
+                    "dead",
+                    self._round,
+                    [peer],
+                    f"neighbour {peer} left ({message.reason}) before the run ended",
+                )
+            self._wake.set()
+            return
+        self._liveness.heard(peer, now)
         if isinstance(message, wire.Params):
-            self._note_round(peer, message.round)
+            self._note_round(peer, message.round, now)
             outcome = self._inbox.put(peer, message.round, message.vector)
-            if peer in self._suspects:
-                if outcome == "stale":  # alive, a round or two behind: wait longer for it
-                    self._suspects.discard(peer)
-                    self._lagging.add(peer)
-                elif outcome == "accepted":  # alive and in step again
-                    self._suspects.discard(peer)
+            if outcome in ("accepted", "stale"):
+                self._suspects.discard(peer)  # it delivers: alive, wait for it again
+                self._progress[peer] = now
+            if outcome == "accepted" and message.round == self._round:
+                self._arrivals[peer] = now
         elif isinstance(message, wire.Hello):
-            known = self._peer_rounds.get(peer, -1)
-            if peer in self._heard and message.round <= known:
-                # it went back: it restarted, needs our hello again and is where it says
-                self._owe[peer].set()
+            self._refused.discard(peer)
+            self._expect = dataclasses.replace(self._expect, refused=frozenset(self._refused))
+            if peer in self._heard:  # it said hello again: it restarted, is where it says
+                self._say_hello(peer)
                 self._peer_rounds[peer] = message.round
             self._heard.add(peer)
-            self._note_round(peer, message.round)
-            if not self._started:
-                self._suspects.discard(peer)
-                self._lagging.discard(peer)
             self._byes.discard(peer)
-            self._inbox.rejoin(peer)
-            self._changed.set()
-        else:  # Bye
-            self._byes.add(peer)
-            self._inbox.depart(peer)
-            self._changed.set()
+            self._note_round(peer, message.round, now)
+            self._progress[peer] = now
+        else:  # Alive
+            self._note_round(peer, message.round, now)
+            # what it says it still waits for its own neighbours, within what this node
+            # would wait itself (a Byzantine neighbour cannot stall it longer)
+            if message.wait_ms:
+                self._peer_waits[peer] = now + message.wait_ms / 1000
+            else:
+                self._peer_waits.pop(peer, None)
+            if not message.greeted:
+                self._say_hello(peer)  # our hello was lost (or it restarted)
+        self._wake.set()
+
+
+def _ids(peers: Sequence[int]) -> str:
+    return ", ".join(str(p) for p in peers)
 
 
 def coordinate_median(vectors: torch.Tensor) -> torch.Tensor:

@@ -4,16 +4,26 @@ A send to a dead or slow neighbour waits up to the transport's send timeout;
 with a task per neighbour, that wait never delays the round or the messages
 to the other neighbours, and messages to one neighbour stay in order (the
 transport guarantees order per pair, so a round's vector always precedes the
-next round's and the final goodbye). When a neighbour's queue is full, the
-oldest message is given up and counted: a stale round is worth less than a
-fresh one.
+next round's, a heartbeat announcing a round, and the final goodbye).
+
+Two kinds of message:
+
+- :meth:`Outbox.put` (vectors, hellos, goodbyes): kept until handed to the
+  transport. A send that times out (the neighbour's connection is down, or its
+  queues are full because it is slow to read) is tried again for as long as
+  ``keep_trying(peer)`` says the neighbour is worth it (alive): a slow neighbour
+  must get every vector, or it waits for one that never comes. When a queue is
+  full the oldest message is given up and counted: the neighbour is then rounds
+  behind, and a stale round is worth less than a fresh one.
+- :meth:`Outbox.offer` (heartbeats): queued only when nothing else waits for that
+  neighbour, never retried. A busy queue already tells the neighbour we are alive.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 
 from p2pfl._compat import Self
@@ -21,19 +31,34 @@ from p2pfl._compat import timeout as async_timeout
 from p2pfl.transport import Transport, TransportClosed
 from p2pfl.wire import Frame
 
+_Item = tuple[Sequence[Frame], bool]  # frames, retried until sent
+
+
+def _always(peer: int) -> bool:
+    return True
+
 
 class Outbox:
     """Queue frames per peer; ``async with`` starts and stops the sending tasks."""
 
-    def __init__(self, transport: Transport, peers: Iterable[int], capacity: int = 4) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        peers: Iterable[int],
+        capacity: int = 4,
+        *,
+        keep_trying: Callable[[int], bool] | None = None,
+    ) -> None:
         if type(capacity) is not int or capacity < 1:
             raise ValueError(f"capacity must be a positive int, got {capacity!r}")
         self._transport = transport
-        self._queues: dict[int, asyncio.Queue[Sequence[Frame]]] = {
+        self._queues: dict[int, asyncio.Queue[_Item]] = {
             p: asyncio.Queue(maxsize=capacity) for p in sorted(set(peers))
         }
+        self._keep_trying = keep_trying if keep_trying is not None else _always
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
+        self.retried = 0
 
     async def __aenter__(self) -> Self:
         self._tasks = [
@@ -62,7 +87,15 @@ class Outbox:
             q.get_nowait()
             q.task_done()
             self.dropped += 1
-        q.put_nowait(frames)
+        q.put_nowait((frames, True))
+
+    def offer(self, peer: int, frames: Sequence[Frame]) -> bool:
+        """Queue ``frames`` only if nothing waits for ``peer``; sent at most once."""
+        q = self._queues[peer]
+        if not q.empty():
+            return False
+        q.put_nowait((frames, False))
+        return True
 
     async def drain(self, timeout: float) -> bool:
         """Wait until every queued message was handed to the transport; ``False`` on timeout."""
@@ -74,11 +107,15 @@ class Outbox:
             return False
         return True
 
-    async def _pump(self, peer: int, q: asyncio.Queue[Sequence[Frame]]) -> None:
+    async def _pump(self, peer: int, q: asyncio.Queue[_Item]) -> None:
         while True:
-            frames = await q.get()
+            frames, persistent = await q.get()
             try:
-                await self._transport.send(peer, frames)  # a drop is counted by the transport
+                # a failed send is counted by the transport; retried while the peer is alive
+                while not await self._transport.send(peer, frames):
+                    if not persistent or not self._keep_trying(peer):
+                        break
+                    self.retried += 1
             except TransportClosed:
                 return
             finally:

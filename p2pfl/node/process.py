@@ -152,7 +152,13 @@ def run_node_process(
             )
         else:
             keep_previous_log(out, node_id)
-    log = NodeLog(node_id, log_path(out, node_id), echo=sys.stdout if echo_events else None)
+    # warnings go to stderr, unless events are echoed (a launcher prints them itself)
+    log = NodeLog(
+        node_id,
+        log_path(out, node_id),
+        echo=sys.stdout if echo_events else None,
+        warnings=None if echo_events else sys.stderr,
+    )
     try:
         return asyncio.run(_serve(setup, addresses, security, log, out, ckpt))
     finally:

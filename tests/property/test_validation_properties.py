@@ -25,6 +25,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 D = 6
 NODES = st.integers(min_value=0, max_value=6)
 ROUNDS = st.integers(min_value=0, max_value=12)
+WAITS = st.integers(min_value=0, max_value=wire.MAX_WAIT_MS)
 
 
 @st.composite
@@ -52,13 +53,15 @@ def expectations(draw: st.DrawFn) -> Expectations:
         rounds_ahead=draw(st.integers(0, 3)),
         rounds_behind=draw(st.integers(0, 2)),
         fingerprint=draw(st.sampled_from([None, "fp"])),
+        last_round=draw(st.one_of(st.none(), ROUNDS)),
+        refused=frozenset(draw(st.lists(st.sampled_from([1, 2, 3]), max_size=1))),
     )
 
 
 @st.composite
 def messages(draw: st.DrawFn, e: Expectations | None = None) -> wire.Message:
     """Any message; given ``e``, mostly from a neighbour and near the current round."""
-    kind = draw(st.sampled_from(["params", "params", "params", "hello", "bye"]))
+    kind = draw(st.sampled_from(["params", "params", "params", "hello", "alive", "bye"]))
     near = e is not None and draw(st.sampled_from([True] * 3 + [False]))
     sender = draw(st.sampled_from(sorted(e.neighbours)) if near and e else NODES)
     rnd = draw(st.integers(max(0, e.round - 2), e.round + 2) if near and e else ROUNDS)
@@ -71,6 +74,10 @@ def messages(draw: st.DrawFn, e: Expectations | None = None) -> wire.Message:
             fingerprint=draw(st.sampled_from(["fp", "other"])),
             param_count=draw(st.sampled_from([D, D, D + 1])),
             round=rnd,
+        )
+    if kind == "alive":
+        return wire.Alive(
+            sender=sender, round=rnd, greeted=draw(st.booleans()), wait_ms=draw(WAITS)
         )
     return wire.Bye(sender=sender, reason="bye")
 
@@ -98,6 +105,9 @@ def test_any_message_passes_or_is_rejected_with_a_known_label(
         return
     # Passed: then every expectation holds.
     assert message.sender == peer and message.sender in e.neighbours
+    assert message.sender not in e.refused or isinstance(message, wire.Hello)
+    if isinstance(message, wire.Hello | wire.Alive) and e.last_round is not None:
+        assert message.round <= e.last_round
     if isinstance(message, wire.Params):
         assert e.round - e.rounds_behind <= message.round <= e.round + e.rounds_ahead
         assert message.vector.dtype == e.dtype and message.vector.shape == (D,)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from p2pfl import wire
 from p2pfl.errors import DecodeError
-from p2pfl.wire import Bye, Hello, Params, decode, encode
+from p2pfl.wire import Alive, Bye, Hello, Params, decode, encode
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,6 +52,13 @@ hellos = st.builds(
     round=rounds,
 )
 byes = st.builds(Bye, sender=senders, reason=texts(wire.MAX_REASON_CHARS))
+alives = st.builds(
+    Alive,
+    sender=senders,
+    round=rounds,
+    greeted=st.booleans(),
+    wait_ms=st.integers(0, wire.MAX_WAIT_MS),
+)
 
 
 def same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -75,9 +82,9 @@ def test_params_round_trip_is_bit_exact(message: Params, as_bytes: bool) -> None
     assert same_bits(decoded.vector, message.vector)
 
 
-@given(st.one_of(hellos, byes))
+@given(st.one_of(hellos, alives, byes))
 @settings(max_examples=150, deadline=None)
-def test_hello_and_bye_round_trip(message: Hello | Bye) -> None:
+def test_hello_alive_and_bye_round_trip(message: Hello | Alive | Bye) -> None:
     assert decode(encode(message)) == message
 
 
@@ -86,7 +93,7 @@ def decodes_or_raises_decode_error(frames: Any) -> None:
         result = decode(frames)
     except DecodeError:
         return
-    assert isinstance(result, Hello | Params | Bye)
+    assert isinstance(result, Hello | Alive | Params | Bye)
 
 
 @given(st.lists(st.binary(max_size=64), max_size=4))
@@ -96,7 +103,7 @@ def test_random_frames_only_raise_decode_error(frames: list[bytes]) -> None:
 
 
 @given(
-    st.one_of(params_messages(), hellos, byes),
+    st.one_of(params_messages(), hellos, alives, byes),
     st.data(),
 )
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -149,6 +156,8 @@ keys = st.sampled_from(
         "nbytes",
         "xxh3",
         "reason",
+        "greeted",
+        "wait_ms",
         "x",
     ]
 )
@@ -156,7 +165,7 @@ keys = st.sampled_from(
 
 @given(
     st.dictionaries(keys, values, max_size=9),
-    st.sampled_from([None, "hello", "params", "bye"]),
+    st.sampled_from([None, "hello", "alive", "params", "bye"]),
     st.lists(st.binary(max_size=32), max_size=2),
 )
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -151,13 +151,28 @@ def test_decode_errors_are_counted_not_raised() -> None:
     assert counters.of(1) == {"decode_error": 6}
 
 
-def test_hello_checks_model_but_not_round() -> None:
+def test_hello_checks_model_and_only_that_its_round_is_within_the_run() -> None:
     hello = wire.Hello(sender=1, version="0.1.0", fingerprint="abc", param_count=D, round=0)
     validate(hello, 1, expect(fingerprint="abc"), set())  # round 0 while we are at 5: fine
     validate(hello, 1, expect(), set())  # no fingerprint expected: not compared
     assert reason_of(hello, fingerprint="xyz") == "wrong_model"
     other = wire.Hello(sender=1, version="0.1.0", fingerprint="abc", param_count=D + 1, round=0)
-    assert reason_of(other) == "wrong_length"
+    assert reason_of(other) == "wrong_model"
+    far = wire.Hello(sender=1, version="0.1.0", fingerprint="abc", param_count=D, round=51)
+    validate(far, 1, expect(), set())  # no last round set: any round
+    assert reason_of(far, last_round=50) == "future_round"
+    validate(far, 1, expect(last_round=51), set())
+
+
+def test_alive_claims_past_the_run_and_messages_of_refused_peers_are_refused() -> None:
+    alive = wire.Alive(sender=1, round=2**63 - 1, greeted=True, wait_ms=0)
+    assert reason_of(alive, last_round=100) == "future_round"
+    validate(wire.Alive(1, 100, True, 5), 1, expect(last_round=100), set())
+    refused = frozenset({1})
+    assert reason_of(params(), refused=refused) == "wrong_model"
+    assert reason_of(wire.Alive(1, 3, True, 0), refused=refused) == "wrong_model"
+    hello = wire.Hello(sender=1, version="0.1.0", fingerprint="abc", param_count=D, round=0)
+    validate(hello, 1, expect(refused=refused), set())  # a hello may set things right
 
 
 def test_bye_checks_only_the_sender() -> None:

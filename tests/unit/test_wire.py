@@ -245,7 +245,7 @@ def _cases() -> list[tuple[str, Any, str]]:
             lambda: with_header(h(), v=True),
             "protocol version must be an int, got bool",
         ),
-        ("future version", lambda: with_header(h(), v=2), "unsupported protocol version 2"),
+        ("future version", lambda: with_header(h(), v=3), "unsupported protocol version 3"),
         ("no kind", lambda: with_header(h(), kind=_DELETE), "no message 'kind'"),
         ("unknown kind", lambda: with_header(h(), kind="ping"), "unknown message kind 'ping'"),
         ("int kind", lambda: with_header(h(), kind=3), "unknown message kind 3"),
