@@ -284,11 +284,45 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return path, value
 
 
+#: Registry-backed names and the parameter table of each: ``(section, name key) -> params key``.
+NAMED_PARAMS: dict[tuple[str, str], str] = {
+    ("data", "source"): "params",
+    ("data", "partition"): "partition_params",
+    ("model", "name"): "params",
+    ("topology", "kind"): "params",
+    ("byzantine", "placement"): "placement_params",
+    ("byzantine", "attack"): "params",
+    ("aggregator", "name"): "params",
+}
+
+
+def _current_name(data: Mapping[str, Any], section: str, key: str) -> Any:
+    """The name ``section.key`` has in ``data``, or its default when ``data`` does not set it."""
+    table = data.get(section)
+    if isinstance(table, Mapping) and key in table:
+        return table[key]
+    return getattr(getattr(Scenario(), section), key)
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``section.key=value`` override applied."""
+    """Return a copy of ``data`` with each ``section.key=value`` override applied.
+
+    An override that changes a registry-backed name (``model.name``,
+    ``aggregator.name``, ``byzantine.attack``, ... see :data:`NAMED_PARAMS`) starts
+    that choice from its own defaults: the parameter table that came with the old
+    name is dropped, and parameter overrides (``--set model.params.x=...``, in any
+    order) apply on top of the new name's defaults.
+    """
     out = _deep_copy(data)
-    for text in overrides:
-        path, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    # Name changes first, so that parameter overrides in any order apply on top.
+    for path, value in parsed:
+        params_key = NAMED_PARAMS.get((path[0], path[1])) if len(path) == 2 else None
+        if params_key is not None and value != _current_name(out, path[0], path[1]):
+            section = out.setdefault(path[0], {})
+            if isinstance(section, dict):
+                section[params_key] = {}
+    for text, (path, value) in zip(overrides, parsed, strict=True):
         node = out
         for i, part in enumerate(path[:-1]):
             child = node.setdefault(part, {})

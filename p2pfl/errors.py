@@ -33,12 +33,24 @@ class ConfigError(P2PFLError, ValueError):
 class UnknownNameError(ConfigError, KeyError):
     """A registry was asked for a name it does not hold."""
 
-    def __init__(self, kind: str, name: str, valid: Iterable[str]) -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        valid: Iterable[str],
+        key: str | None = None,
+        importable: bool = False,
+    ) -> None:
         self.kind = kind
         self.name = name
         self.valid = sorted(valid)
+        self.key = key
+        where = f"{key}: " if key else ""
+        also = " (or an import path 'package.module:object')" if importable else ""
+        kinds = f"{kind[:-1]}ies" if kind.endswith("y") else f"{kind}s"
         super().__init__(
-            f"unknown {kind} {name!r}; valid {kind}s: {', '.join(self.valid) or '(none)'}"
+            f"{where}unknown {kind} {name!r}; valid {kinds}: "
+            f"{', '.join(self.valid) or '(none)'}{also}"
         )
 
     def __str__(self) -> str:  # KeyError would otherwise quote the message

@@ -9,11 +9,16 @@ functions; looking up a name that is not there raises
 into a callable with those parameters fixed, after checking every parameter name
 and type against the function's signature: a misspelt parameter is an error, never
 silently ignored.
+
+Models, aggregators and attacks may also be named by an import path,
+``"package.module:object"`` (:func:`import_object`), so a scenario can use one
+written outside p2pfl (``docs/extending.md``).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 import typing
 from collections.abc import Callable, Iterator, Mapping
@@ -61,18 +66,73 @@ def bind_parameters(
     return out
 
 
-class Registry(Generic[F]):
-    """An explicit, read-only mapping from names to typed functions of one kind."""
+def is_import_path(name: str) -> bool:
+    """Whether ``name`` is an import path ``package.module:object`` rather than a registered name."""
+    return ":" in name
 
-    def __init__(self, kind: str, entries: Mapping[str, F]) -> None:
+
+def import_object(path: str, key: str, what: str = "object") -> Any:
+    """The object named by ``"package.module:attribute"`` (imported with importlib).
+
+    ``attribute`` may be dotted (``module:Class.factory``). Every failure is a
+    :class:`ConfigError` naming ``key``, the scenario key that holds ``path``: a
+    malformed path, a module that cannot be imported (the module must be on
+    ``sys.path``, e.g. through ``PYTHONPATH``), a module that raises while being
+    imported, a missing attribute, an object that is not callable.
+    """
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(f"{key}: {path!r} is not of the form 'package.module:{what}'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"{key}: cannot import module {module_name!r} ({exc})") from None
+    except Exception as exc:  # the user's module itself is broken: say where
+        raise ConfigError(
+            f"{key}: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    obj: Any = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"{key}: module {module_name!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if not callable(obj):
+        raise ConfigError(f"{key}: {path!r} is not callable")
+    return obj
+
+
+class Registry(Generic[F]):
+    """An explicit, read-only mapping from names to typed functions of one kind.
+
+    ``key`` is the scenario key that names an entry (``"byzantine.attack"``):
+    an unknown name is reported against it. ``importable`` says that the key also
+    accepts an import path (the error message then says so).
+    """
+
+    def __init__(
+        self, kind: str, entries: Mapping[str, F], key: str | None = None, importable: bool = False
+    ) -> None:
         self.kind = kind
+        self.key = key
+        self.importable = importable
         self._entries = dict(entries)
 
     def __getitem__(self, name: str) -> F:
+        return self.lookup(name)
+
+    def lookup(self, name: str, key: str | None = None) -> F:
+        """``self[name]``; an unknown name is an :class:`UnknownNameError` naming ``key``
+        (default: the registry's own key)."""
         try:
             return self._entries[name]
-        except KeyError:
-            raise UnknownNameError(self.kind, name, self._entries) from None
+        except (KeyError, TypeError):
+            raise UnknownNameError(
+                self.kind,
+                name,
+                self._entries,
+                key=key or self.key,
+                importable=self.importable,
+            ) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -92,14 +152,16 @@ class Registry(Generic[F]):
         params: Mapping[str, Any],
         where: str,
         reserved: Mapping[str, str] | None = None,
+        key: str | None = None,
     ) -> Callable[..., Any]:
         """``self[name]`` with ``params`` checked and fixed as keyword arguments.
 
         ``reserved`` maps parameter names the caller sets itself to where the user
         sets them instead (``{"seed": "run.seed"}``): naming one in ``params`` is an
-        error rather than a value silently overridden.
+        error rather than a value silently overridden. ``key`` overrides the key an
+        unknown ``name`` is reported against.
         """
-        fn = self[name]
+        fn = self.lookup(name, key)
         for key, owner in (reserved or {}).items():
             if key in params:
                 raise ConfigError(f"{where}.{key}: set by {owner}, not here")

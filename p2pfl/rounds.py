@@ -22,9 +22,44 @@ import torch
 
 from p2pfl.aggregators import Aggregator, Neighbourhood
 from p2pfl.attacks import Attack, AttackView
+from p2pfl.attacks.view import Needs
 from p2pfl.seeding import generator_for
 
 ATTACK_STREAM = 0xA77AC
+
+#: A parameter vector with an entry beyond this magnitude (or a non-finite one) has
+#: diverged: its model predicts nothing useful any more, and the squared distances the
+#: rules compute in float32 (``~1e24 * d``) are still far from overflowing.
+DIVERGENCE_BOUND = 1e12
+
+
+def divergence(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(diverged, non_finite)`` bool masks of ``(b, d)`` vectors (``()`` each for ``(d,)``).
+
+    *Diverged*: a non-finite entry, or one beyond :data:`DIVERGENCE_BOUND` in
+    magnitude; *non-finite*: a NaN or infinite entry. One pass over ``x``.
+    """
+    if x.numel() == 0:
+        none = torch.zeros(x.shape[:-1], dtype=torch.bool)
+        return none, none
+    lo, hi = torch.aminmax(x, dim=-1)
+    # NaN fails every comparison, so it counts as diverged too
+    bad = ~((hi <= DIVERGENCE_BOUND) & (lo >= -DIVERGENCE_BOUND))
+    return bad, ~(torch.isfinite(lo) & torch.isfinite(hi))
+
+
+def diverged(x: torch.Tensor) -> torch.Tensor:
+    """``(b,)`` bool for ``(b, d)`` vectors (``()`` for one ``(d,)``): a non-finite entry, or
+    one beyond :data:`DIVERGENCE_BOUND` in magnitude.
+
+    Divergence is a result: the simulator records the round each honest node's
+    vector after local training first diverged (``summary.json``,
+    ``diverged_nodes``), and a node process should use the same test. A node whose
+    vector is *non-finite* can no longer take part (receivers reject it): it sends
+    nothing and aggregates nothing, and its neighbours aggregate without it; a
+    finite but exploding one goes on, and its model is evaluated as it is.
+    """
+    return divergence(x)[0]
 
 
 def hood_weights(mixing: torch.Tensor, node: int, senders: Sequence[int]) -> torch.Tensor:
@@ -95,11 +130,13 @@ class AttackGeometry:
         f: int,
         seed: int,
         round_: int,
+        before: torch.Tensor | None = None,
     ) -> AttackView:
         """This round's :class:`AttackView`.
 
         ``vectors(ids)`` returns the ``(len(ids), d)`` vectors of the nodes in the 1-D
-        int64 tensor ``ids``; it is called once per view.
+        int64 tensor ``ids``; it is called once per view. ``before`` is the model the
+        honest vectors started this round from (:attr:`AttackView.before`).
         """
         rows = vectors(self._ids)
         h, t = len(self.visible), len(self.targets)
@@ -120,6 +157,7 @@ class AttackGeometry:
             n=self.n,
             f=f,
             generator=generator_for(seed, self.attacker, round_, ATTACK_STREAM),
+            before=before,
         )
 
 
@@ -171,14 +209,21 @@ def attack_view(
     f: int,
     seed: int,
     round_: int,
+    *,
+    before: torch.Tensor | None = None,
 ) -> AttackView:
     """What Byzantine node ``attacker`` knows when it crafts this round's messages.
 
     One-shot form of :func:`attack_geometry` followed by :meth:`AttackGeometry.view`
-    (callers that craft every round should keep the geometry).
+    (callers that craft every round should keep the geometry). ``before`` (d,) is
+    the model the honest vectors started this round from, as the attacker knows
+    it (:attr:`~p2pfl.attacks.AttackView.before`; a node with local knowledge
+    passes its own model before this round's local training). Fang's attack
+    (``reference = "before"``, its default) needs it to tell the direction in
+    which the honest models move this round.
     """
     geometry = attack_geometry(attacker, visible, targets, neighbours_of, byzantine, mixing)
-    return geometry.view(vectors, f, seed, round_)
+    return geometry.view(vectors, f, seed, round_, before=before)
 
 
 def craft_messages(attack: Attack, view: AttackView) -> torch.Tensor:
@@ -189,4 +234,40 @@ def craft_messages(attack: Attack, view: AttackView) -> torch.Tensor:
         return out.reshape(1, -1).expand(t, -1)
     if out.shape[0] != t:
         raise ValueError(f"attack {attack.name} returned {out.shape[0]} vectors for {t} targets")
+    return out
+
+
+def knowledge_warnings(
+    attack: Attack, geometries: Sequence[AttackGeometry], knowledge: str
+) -> list[str]:
+    """Why some attackers of a run see too little to act differently from honest nodes.
+
+    One message per shortfall of ``attack.needs`` (:class:`~p2pfl.attacks.view.Needs`),
+    counting the attackers (or attacker-target pairs) affected; empty when every
+    attacker sees what its attack needs. ``knowledge`` is ``byzantine.knowledge``.
+    """
+    needs: Needs = attack.needs
+    out = []
+    hint = (
+        " (byzantine.knowledge = 'local': an attacker sees its honest neighbours' vectors only;"
+        " 'omniscient' shows it every honest vector, in the simulator)"
+        if knowledge == "local"
+        else ""
+    )
+    short = [g.attacker for g in geometries if len(g.visible) < needs.honest]
+    if short:
+        out.append(
+            f"attack {attack.name}: {len(short)} of {len(geometries)} attackers see fewer than "
+            f"{needs.honest} honest vectors, so they send what an honest node would "
+            f"(needs {needs.text}){hint}"
+        )
+    if needs.target_neighbours:
+        pairs = sum(len(g.targets) for g in geometries)
+        blind = sum(int((g.pull_weights.sum(1) == 0).sum()) if g.targets else 0 for g in geometries)
+        if blind:
+            out.append(
+                f"attack {attack.name}: for {blind} of {pairs} (attacker, target) pairs the "
+                "attacker sees none of the target's honest neighbours, so it sends the target "
+                f"its own vector, which does not move it (needs {needs.text}){hint}"
+            )
     return out

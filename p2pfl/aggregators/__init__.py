@@ -4,8 +4,8 @@ Pure functions take ``x`` of shape ``(n, d)`` or batched ``(b, n, d)`` and retur
 ``(d,)`` or ``(b, d)``: :func:`mean`, :func:`median`, :func:`trimmed_mean`,
 :func:`krum`, :func:`multi_krum`, :func:`geometric_median`,
 :func:`centered_clip`, :func:`bulyan`; :func:`nnm` returns the shape of ``x``;
-:func:`clipped_gossip` (with :func:`adaptive_radius`) works on one node's own
-vector and its neighbours'.
+:func:`clipped_gossip` (with :func:`adaptive_radius` or :func:`theorem_radius`)
+works on one node's own vector and its neighbours'.
 
 Node-level rules combine a :class:`Neighbourhood` and are registered in
 :data:`AGGREGATORS` (pre-aggregation steps in :data:`PRE_AGGREGATORS`);
@@ -15,7 +15,7 @@ Node-level rules combine a :class:`Neighbourhood` and are registered in
 from p2pfl.aggregators.bulyan import bulyan
 from p2pfl.aggregators.catalog import AGGREGATORS, PRE_AGGREGATORS, make_aggregator
 from p2pfl.aggregators.centered_clip import centered_clip
-from p2pfl.aggregators.clipped_gossip import adaptive_radius, clipped_gossip
+from p2pfl.aggregators.clipped_gossip import adaptive_radius, clipped_gossip, theorem_radius
 from p2pfl.aggregators.geometric_median import geometric_median
 from p2pfl.aggregators.krum import krum, multi_krum
 from p2pfl.aggregators.mean import mean
@@ -43,5 +43,6 @@ __all__ = [
     "median",
     "multi_krum",
     "nnm",
+    "theorem_radius",
     "trimmed_mean",
 ]

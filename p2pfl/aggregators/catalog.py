@@ -8,7 +8,7 @@ from typing import Any
 from p2pfl.aggregators import node_rules as r
 from p2pfl.aggregators.spec import Aggregator, AggregatorSpec, PreAggregatorSpec, frozen_params
 from p2pfl.errors import ConfigError
-from p2pfl.registry import Registry, bind_parameters
+from p2pfl.registry import Registry, bind_parameters, import_object, is_import_path
 
 AGGREGATORS: Registry[AggregatorSpec] = Registry(
     "aggregator",
@@ -52,10 +52,13 @@ AGGREGATORS: Registry[AggregatorSpec] = Registry(
         "clipped_gossip": AggregatorSpec(
             r.clipped_gossip_rule,
             r.any_count,
-            "gossip with clipped pulls, fixed or adaptive radius (He et al. 2022)",
+            "gossip with clipped pulls; fixed, adaptive or theorem radius (He et al. 2022)",
             r.check_clipped_gossip,
+            r.clipped_gossip_oracle,
         ),
     },
+    key="aggregator.name",
+    importable=True,
 )
 
 PRE_AGGREGATORS: Registry[PreAggregatorSpec] = Registry(
@@ -65,7 +68,25 @@ PRE_AGGREGATORS: Registry[PreAggregatorSpec] = Registry(
             r.nnm_step, r.nnm_count, "nearest-neighbour mixing (Allouah et al. 2023)"
         ),
     },
+    key="aggregator.pre",
 )
+
+
+def aggregator_spec(name: str) -> AggregatorSpec:
+    """The registered rule ``name``, or the one an import path ``package.module:object`` names.
+
+    An imported object may be an :class:`AggregatorSpec` or a plain rule function
+    ``rule(hood, *, params) -> (b, d)``; a plain function needs no least number of
+    inputs beyond the node's own vector and has no value check (see
+    ``docs/extending.md``).
+    """
+    if not is_import_path(name):
+        return AGGREGATORS[name]
+    obj = import_object(name, "aggregator.name")
+    if isinstance(obj, AggregatorSpec):
+        return obj
+    doc = (obj.__doc__ or "").strip().splitlines()
+    return AggregatorSpec(obj, r.any_count, doc[0] if doc else name)
 
 
 def make_aggregator(
@@ -75,12 +96,12 @@ def make_aggregator(
     *,
     where: str = "aggregator.params",
 ) -> Aggregator:
-    """The registered rule ``name`` with ``params`` checked once and fixed.
+    """The rule ``name`` (registered, or an import path) with ``params`` checked once and fixed.
 
     ``pre`` names pre-aggregation steps from :data:`PRE_AGGREGATORS`, applied in
     order to own+received before the rule. Unknown names raise
-    :class:`~p2pfl.errors.UnknownNameError` listing the valid ones; unknown
-    parameter names, wrong types and out-of-range values raise
+    :class:`~p2pfl.errors.UnknownNameError` naming the key and listing the valid
+    names; unknown parameter names, wrong types and out-of-range values raise
     :class:`~p2pfl.errors.ConfigError` naming ``where.<param>``.
 
     Example:
@@ -88,7 +109,7 @@ def make_aggregator(
         >>> agg.min_inputs(2)
         5
     """
-    spec = AGGREGATORS[name]
+    spec = aggregator_spec(name)
     if isinstance(pre, str):
         raise ConfigError(f"aggregator.pre: expected a list of names, got {pre!r}")
     steps = tuple((p, PRE_AGGREGATORS[p]) for p in pre)

@@ -5,21 +5,33 @@ Node ``i`` with mixing weights ``W`` updates
     x_i <- x_i + sum_{j != i} W_ij clip(x_j - x_i, tau_i),  clip(z, t) = z min(1, t / ||z||)
 
 so a neighbour can pull ``x_i`` by at most ``W_ij tau_i``. With ``tau_i = inf`` it
-is plain gossip averaging.
+is plain gossip averaging. Three ways to choose the radius ``tau_i``, each from a
+different part of the paper's work (``aggregator.params.radius``):
 
-The paper's theory sets ``tau_i`` from the (unknown) honest spread and the weight
-``delta_i`` of node ``i``'s Byzantine neighbours; its practical, adaptive rule
-picks ``tau_i`` from the neighbours' current distances so that the neighbours
-clipped (those farther than ``tau_i``) carry a total weight of ``delta_i``. The
-authors' released code does this for one Byzantine neighbour with uniform
-weights: ``tau_i`` = the second-largest distance. :func:`adaptive_radius`
-implements the rule for any ``f`` and any weights, with ``delta_i`` = the sum of
-the ``f`` largest neighbour weights (the worst case for ``f`` Byzantine
-neighbours): sort neighbours by decreasing distance, take the fewest farthest
-ones whose weights reach ``delta_i``, and set ``tau_i`` to the distance of the
-next one (0 when none is left). With uniform weights this clips the ``f``
-farthest neighbours to the ``(f+1)``-th largest distance; with ``f = 0`` nothing
-is clipped.
+* ``"fixed"``: one ``tau`` for every node and round. Every figure of the paper
+  used one (the released code's ``scp<tau>``: ``tau = 1`` on the dumbbell,
+  ``tau = 0.1`` on the malicious ring), so the experiments reproducing them do too.
+* ``"adaptive"`` (:func:`adaptive_radius`): the paper's practical rule, as the
+  authors' released code implements it (``SelfCenteredClipping`` with
+  ``tau=None`` in ``codes/aggregator.py`` of epfml/byzantine-robust-decentralized-
+  optimizer): ``tau_i`` is the second-largest distance to a neighbour, so that
+  the farthest one is clipped. That is the rule for one Byzantine neighbour
+  with uniform weights; :func:`adaptive_radius` generalizes it to ``f`` and any
+  weights: with ``delta_i`` = the sum of the ``f`` largest neighbour weights (the
+  worst case for ``f`` Byzantine neighbours), sort neighbours by decreasing
+  distance, take the fewest farthest ones whose weights reach ``delta_i``, and
+  set ``tau_i`` to the distance of the next one (0 when none is left). With
+  uniform weights this clips the ``f`` farthest neighbours to the ``(f+1)``-th
+  largest distance; with ``f = 0`` nothing is clipped. It trusts ``f``: with more
+  Byzantine neighbours than ``f`` the extra ones are not clipped, and on a
+  graph whose honest neighbours disagree (a bridge between two data clusters)
+  the far honest neighbour is the one clipped.
+* ``"theorem"`` (:func:`theorem_radius`): the radius of the paper's convergence
+  theorem, ``tau_i = sqrt((1/delta_i) sum_{j honest} W_ij ||x_j - x_i||^2)`` with
+  ``delta_i = sum_{j Byzantine} W_ij`` (the expectation replaced by this round's
+  vectors; ``tau_i = inf``, plain gossip, when ``delta_i = 0``). It needs to know
+  which neighbours are Byzantine, an oracle a simulator has and a deployed node
+  does not (``Neighbourhood.byzantine``), so only ``p2pfl sim`` can use it.
 """
 
 from __future__ import annotations
@@ -112,6 +124,43 @@ def _radius(own: Tensor, x: Tensor, w: Tensor, f: int) -> Tensor:
     return padded.gather(1, count.unsqueeze(-1)).squeeze(-1)
 
 
+def theorem_radius(own: Tensor, neighbours: Tensor, weights: Tensor, byzantine: Tensor) -> Tensor:
+    """The clipping radius of ClippedGossip's convergence theorem (module docstring).
+
+    ``tau_i = sqrt(sum_{j honest} W_ij ||x_j - x_i||^2 / delta_i)``, ``delta_i =
+    sum_{j Byzantine} W_ij``: the honest neighbours' weighted squared distance,
+    this round's vectors standing in for the theorem's expectation. ``inf`` (no
+    clipping) for a node with no Byzantine neighbour, 0 for one with no honest one.
+
+    Args:
+        own: ``(d,)`` or ``(b, d)`` the node's vector.
+        neighbours: ``(m, d)`` or ``(b, m, d)`` its neighbours' vectors.
+        weights: ``(m,)`` or ``(b, m)`` their mixing weights ``W_ij``.
+        byzantine: ``(m,)`` or ``(b, m)`` bool, which neighbours are Byzantine.
+
+    Returns:
+        ``()`` or ``(b,)`` float64 radii.
+
+    Example:
+        >>> import torch
+        >>> own = torch.zeros(1)
+        >>> nbrs = torch.tensor([[3.0], [4.0], [100.0]])
+        >>> w = torch.tensor([0.25, 0.25, 0.25])
+        >>> theorem_radius(own, nbrs, w, torch.tensor([False, False, True]))
+        tensor(5., dtype=torch.float64)
+    """
+    own2, x3, w, batched = _inputs(own, neighbours, weights, "theorem_radius")
+    b, m, _ = x3.shape
+    mask = byzantine if batched else byzantine.unsqueeze(0)
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (b, m):
+        raise ValueError(f"theorem_radius: byzantine must be a ({b}, {m}) bool tensor")
+    dist2 = (x3 - own2.unsqueeze(1)).to(torch.float64).square().sum(-1)
+    honest = torch.where(mask, 0.0, w * dist2).sum(-1)
+    delta = torch.where(mask, w, 0.0).sum(-1)
+    radius = torch.where(delta > 0, (honest / delta.clamp_min(1e-300)).sqrt(), torch.inf)
+    return radius if batched else radius.squeeze(0)
+
+
 def clipped_gossip(own: Tensor, neighbours: Tensor, weights: Tensor, tau: float | Tensor) -> Tensor:
     """One ClippedGossip step: ``own + sum_j w_j clip(x_j - own, tau)`` (He et al. 2022).
 
@@ -122,7 +171,8 @@ def clipped_gossip(own: Tensor, neighbours: Tensor, weights: Tensor, tau: float 
         weights: ``(m,)`` or ``(b, m)`` non-negative mixing weights ``W_ij``
             (the self weight is not needed: ``clip(0) = 0``).
         tau: clipping radius, > 0: a number, or a ``()``/``(b,)`` tensor (one per
-            node, e.g. from :func:`adaptive_radius`; 0 allowed there: no move).
+            node, e.g. from :func:`adaptive_radius`; 0 allowed there: no move;
+            ``inf``: no clipping).
 
     Returns:
         ``(d,)`` or ``(b, d)``.
@@ -142,8 +192,8 @@ def clipped_gossip(own: Tensor, neighbours: Tensor, weights: Tensor, tau: float 
                 f"clipped_gossip: tau must be a number or a float tensor of shape () or ({b},), "
                 f"got {tau.dtype} {tuple(tau.shape)}"
             )
-        if not bool(torch.isfinite(tau).all()) or bool((tau < 0).any()):
-            raise ValueError("clipped_gossip: tau must be finite and >= 0")
+        if bool(torch.isnan(tau).any()) or bool((tau < 0).any()):
+            raise ValueError("clipped_gossip: tau must be >= 0 (inf: no clipping)")
         radius = tau.to(x3.dtype).reshape(-1, 1).expand(b, 1)
     else:
         radius = torch.full((b, 1), check_positive(tau, "clipped_gossip", "tau"), dtype=x3.dtype)

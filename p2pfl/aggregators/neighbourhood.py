@@ -16,6 +16,9 @@ class Neighbourhood:
     ``(b, m, d)`` its neighbours' vectors in increasing sender-id order;
     ``weights`` ``(b, m + 1)`` its mixing weights, column 0 for itself and then in
     ``received`` order; ``f`` the number of Byzantine inputs to tolerate.
+    ``byzantine`` ``(b, m)`` bool, optional, marks the received vectors that come
+    from Byzantine senders: an oracle only a simulator has (ClippedGossip's
+    theorem radius uses it); ``None`` in a deployment.
 
     Shapes are checked on construction (cheap: no pass over the data).
     :meth:`of_stacked` builds one from vectors already stacked own-first, which
@@ -27,14 +30,17 @@ class Neighbourhood:
     weights: Tensor
     f: int
     _stacked: Tensor | None = field(default=None, repr=False, compare=False)
+    byzantine: Tensor | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of_stacked(cls, vectors: Tensor, weights: Tensor, f: int) -> Neighbourhood:
+    def of_stacked(
+        cls, vectors: Tensor, weights: Tensor, f: int, byzantine: Tensor | None = None
+    ) -> Neighbourhood:
         """From ``(b, m + 1, d)`` vectors, each node's own first."""
         if not isinstance(vectors, Tensor) or vectors.ndim != 3 or vectors.shape[1] < 1:
             shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else vectors
             raise ValueError(f"Neighbourhood.of_stacked: expected shape (b, m + 1, d), got {shape}")
-        return cls(vectors[:, 0], vectors[:, 1:], weights, f, vectors)
+        return cls(vectors[:, 0], vectors[:, 1:], weights, f, vectors, byzantine)
 
     def __post_init__(self) -> None:
         for name in ("own", "received", "weights"):
@@ -68,6 +74,12 @@ class Neighbourhood:
             )
         if isinstance(self.f, bool) or not isinstance(self.f, int) or self.f < 0:
             raise ValueError(f"Neighbourhood.f: expected an integer >= 0, got {self.f!r}")
+        if self.byzantine is not None and (
+            not isinstance(self.byzantine, Tensor)
+            or self.byzantine.dtype != torch.bool
+            or tuple(self.byzantine.shape) != (b, m)
+        ):
+            raise ValueError(f"Neighbourhood.byzantine: expected a ({b}, {m}) bool tensor or None")
 
     @property
     def n(self) -> int:

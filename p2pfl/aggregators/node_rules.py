@@ -9,13 +9,13 @@ set. Rules that ignore the mixing weights treat own and received vectors alike;
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor
 
 from p2pfl.aggregators.bulyan import bulyan
 from p2pfl.aggregators.centered_clip import centered_clip
-from p2pfl.aggregators.clipped_gossip import adaptive_radius, clipped_gossip
+from p2pfl.aggregators.clipped_gossip import adaptive_radius, clipped_gossip, theorem_radius
 from p2pfl.aggregators.geometric_median import geometric_median
 from p2pfl.aggregators.krum import krum, multi_krum
 from p2pfl.aggregators.mean import mean
@@ -79,18 +79,43 @@ def bulyan_rule(hood: Neighbourhood) -> Tensor:
     return bulyan(hood.stacked(), hood.f)
 
 
-def clipped_gossip_rule(hood: Neighbourhood, *, tau: float | None = None) -> Tensor:
-    """ClippedGossip with radius ``tau``, or the paper's adaptive radius when ``None``.
+Radius = Literal["fixed", "adaptive", "theorem"]
+RADII: tuple[Radius, ...] = ("fixed", "adaptive", "theorem")
 
-    The adaptive radius clips the farthest neighbours whose weights reach the
-    worst-case Byzantine weight (the ``f`` largest neighbour weights); see
-    :mod:`p2pfl.aggregators.clipped_gossip`.
+
+def clipped_gossip_rule(
+    hood: Neighbourhood, *, tau: float | None = None, radius: Radius | None = None
+) -> Tensor:
+    """ClippedGossip; ``radius`` chooses ``tau_i`` (:mod:`p2pfl.aggregators.clipped_gossip`).
+
+    ``"fixed"``: the given ``tau`` (what the paper's figures used); ``"adaptive"``:
+    the released code's rule, clipping the farthest neighbours whose weights reach
+    the worst-case Byzantine weight of ``f`` neighbours; ``"theorem"``: the
+    convergence theorem's radius from the honest neighbours' spread, which needs
+    ``hood.byzantine`` (simulator only). Unset: ``"fixed"`` when ``tau`` is given,
+    else ``"adaptive"``.
     """
+    chosen = radius or ("fixed" if tau is not None else "adaptive")
     neighbour_weights = hood.weights[:, 1:]
-    radius: float | Tensor = (
-        adaptive_radius(hood.own, hood.received, neighbour_weights, hood.f) if tau is None else tau
-    )
-    return clipped_gossip(hood.own, hood.received, neighbour_weights, radius)
+    r: float | Tensor
+    if chosen == "fixed":
+        assert tau is not None  # check_clipped_gossip
+        r = tau
+    elif chosen == "adaptive":
+        r = adaptive_radius(hood.own, hood.received, neighbour_weights, hood.f)
+    else:
+        if hood.byzantine is None:
+            raise ValueError(
+                "clipped_gossip: radius 'theorem' needs to know which neighbours are "
+                "Byzantine (an oracle the simulator has, a deployed node does not)"
+            )
+        r = theorem_radius(hood.own, hood.received, neighbour_weights, hood.byzantine)
+    return clipped_gossip(hood.own, hood.received, neighbour_weights, r)
+
+
+def clipped_gossip_oracle(*, tau: float | None = None, radius: Radius | None = None) -> bool:
+    """Whether these parameters need the simulator's knowledge of who is Byzantine."""
+    return radius == "theorem"
 
 
 def nnm_step(x: Tensor, f: int) -> Tensor:
@@ -152,6 +177,12 @@ def check_centered_clip(tau: float = 1.0, iters: int = 1) -> None:
         raise ValueError(f"iters: must be >= 1, got {iters}")
 
 
-def check_clipped_gossip(tau: float | None = None) -> None:
+def check_clipped_gossip(tau: float | None = None, radius: str | None = None) -> None:
+    if radius is not None and radius not in RADII:
+        raise ValueError(f"radius: must be one of {', '.join(RADII)}, got {radius!r}")
     if tau is not None:
         _positive("tau", tau)
+    if radius == "fixed" and tau is None:
+        raise ValueError("radius: 'fixed' needs tau (the paper's figures used 1 and 0.1)")
+    if radius in ("adaptive", "theorem") and tau is not None:
+        raise ValueError(f"tau: not used with radius {radius!r}; leave it unset")

@@ -15,6 +15,11 @@ def _no_check(**params: Any) -> None:
     """Value check of a rule whose parameters need no range check."""
 
 
+def _no_oracle(**params: Any) -> bool:
+    """A rule that needs nothing a deployed node lacks."""
+    return False
+
+
 @dataclass(frozen=True)
 class AggregatorSpec:
     """A node-level rule: ``rule(hood, **params) -> (b, d)``.
@@ -23,13 +28,17 @@ class AggregatorSpec:
     rule needs to tolerate ``f`` Byzantine ones. ``check(**params)`` validates
     parameter values once (raising ``ValueError`` that starts with the parameter
     name); names and types are checked against ``rule``'s keyword-only
-    parameters. Calling a spec calls ``rule`` (registries hold callables).
+    parameters. ``oracle(**params)`` says whether the rule, so configured, needs
+    to know which received vectors are Byzantine (``Neighbourhood.byzantine``,
+    which only the simulator fills in). Calling a spec calls ``rule``
+    (registries hold callables).
     """
 
     rule: Callable[..., Tensor]
     min_inputs: Callable[..., int]
     summary: str
     check: Callable[..., None] = _no_check
+    oracle: Callable[..., bool] = _no_oracle
 
     def __call__(self, *args: Any, **kwargs: Any) -> Tensor:
         return self.rule(*args, **kwargs)
@@ -69,6 +78,11 @@ class Aggregator:
     def summary(self) -> str:
         return self.spec.summary
 
+    @property
+    def needs_oracle(self) -> bool:
+        """The rule needs to know which inputs are Byzantine: simulator only."""
+        return bool(self.spec.oracle(**self.parameters))
+
     def min_inputs(self, f: int) -> int:
         """Least number of vectors, own included, this rule needs with ``f`` Byzantine ones."""
         need = int(self.spec.min_inputs(f, **self.parameters))
@@ -85,7 +99,7 @@ class Aggregator:
             x = hood.stacked()
             for _, step in self.pre:
                 x = step.rule(x, hood.f)
-            hood = Neighbourhood.of_stacked(x, hood.weights, hood.f)
+            hood = Neighbourhood.of_stacked(x, hood.weights, hood.f, hood.byzantine)
         return self.spec.rule(hood, **self.parameters)
 
 

@@ -3,13 +3,15 @@
 See :mod:`p2pfl.attacks.view` for the calling convention. Registered names
 (:data:`ATTACKS`): ``sign_flip``, ``gaussian``, ``scaled``, ``random``, ``zero``,
 ``silent``, ``alie``, ``ipm``, ``min_max``, ``min_sum``, ``fang_median``,
-``fang_trimmed_mean``, ``dissensus``, ``mimic``, ``label_flip``, ``backdoor``.
+``fang_trimmed_mean``, ``dissensus``, ``mimic``, ``label_flip``, ``backdoor``; an
+import path ``package.module:object`` names one written elsewhere (``docs/extending.md``).
+Each spec says what its attack must see (:class:`Needs`).
 """
 
 from p2pfl.attacks.alie import alie_z
 from p2pfl.attacks.catalog import ATTACKS, make_attack
 from p2pfl.attacks.data_poisoning import apply_trigger, attack_success_rate
-from p2pfl.attacks.view import Attack, AttackKind, AttackSpec, AttackView
+from p2pfl.attacks.view import Attack, AttackKind, AttackSpec, AttackView, Needs
 
 __all__ = [
     "ATTACKS",
@@ -17,6 +19,7 @@ __all__ = [
     "AttackKind",
     "AttackSpec",
     "AttackView",
+    "Needs",
     "alie_z",
     "apply_trigger",
     "attack_success_rate",

@@ -54,6 +54,12 @@ def alie(view: AttackView, *, z: float | None = None) -> Tensor:
     ``z * sigma``, and a negative ``z`` shifts the other way. The shift stays within ``|z|`` standard
     deviations of the honest mean, which is what lets it pass distance- and
     order-statistics-based defences.
+
+    Needs at least two honest vectors: with one, ``sigma = 0`` and it sends a copy
+    of that vector (with local knowledge, an attacker with a single honest
+    neighbour does exactly what an honest node would; the simulator warns).
+    Baruch et al.'s and ClippedGossip's attackers see every honest vector
+    (``byzantine.knowledge = "omniscient"``).
     """
     check_alie(z=z)
     honest = require_honest(view, "alie")

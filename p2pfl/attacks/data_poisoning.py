@@ -1,7 +1,7 @@
 """Data-poisoning attacks: the node trains on altered data, then sends honestly.
 
 ``poison(x, y, num_classes, generator, **params) -> (x, y)`` returns new tensors
-and never changes its inputs. ``x`` is ``(N, *input_shape)``, ``y`` int64 ``(N,)``.
+and never changes its inputs. They need nothing but the node's own training data. ``x`` is ``(N, *input_shape)``, ``y`` int64 ``(N,)``.
 """
 
 from __future__ import annotations

@@ -25,6 +25,14 @@ def dissensus(view: AttackView, *, eps: float = 1.5) -> Tensor:
     ``eps = 1`` cancels the honest neighbours' pull, ``eps > 1`` pushes ``i`` away
     from them, so neighbouring honest nodes drift apart instead of reaching
     consensus.
+
+    Needs each target's honest neighbours' vectors. ``view.target_pull`` sums
+    only those the attacker sees: with local knowledge, the target's honest
+    neighbours that are the attacker's neighbours too. A target with none of them
+    visible is sent its own vector ``x_i``, which does not move it at all (on the
+    paper's ring, where each Byzantine leaf touches one honest node, local
+    dissensus is no attack; the simulator warns). He et al.'s attackers know
+    the target's neighbourhood (``byzantine.knowledge = "omniscient"`` here).
     """
     check_dissensus(eps=eps)
     w = view.target_byzantine_weight

@@ -9,13 +9,19 @@ import torch
 from torch import Tensor
 
 from p2pfl.attacks import checks
-from p2pfl.attacks.view import AttackView, require_honest
+from p2pfl.attacks.view import AttackView, Needs, require_honest
 
-Reference = Literal["own", "zero"]
-REFERENCES: tuple[Reference, ...] = ("own", "zero")
+Reference = Literal["before", "own", "zero"]
+REFERENCES: tuple[Reference, ...] = ("before", "own", "zero")
+
+FANG = Needs(
+    honest=1,
+    before=True,
+    text="1+ honest vectors (their extremes) and the model they started the round from",
+)
 
 
-def check_fang(*, b: float = 2.0, reference: str = "own", **_: Any) -> None:
+def check_fang(*, b: float = 2.0, reference: str = "before", **_: Any) -> None:
     checks.greater_than("fang", "b", b, 1.0)
     checks.one_of("fang", "reference", reference, REFERENCES)
 
@@ -26,15 +32,40 @@ def direction(honest: Tensor, reference: Tensor) -> Tensor:
     return torch.where(diff < 0, -1.0, 1.0).to(honest.dtype)
 
 
-def fang(view: AttackView, *, b: float = 2.0, reference: Reference = "own") -> Tensor:
+def _reference(view: AttackView, reference: Reference) -> Tensor:
+    if reference == "own":
+        return view.own
+    if reference == "zero":
+        return torch.zeros_like(view.own)
+    if view.before is None:
+        raise ValueError(
+            "fang: reference='before' needs the model the honest vectors started this round "
+            "from (AttackView.before), which the caller did not provide; pass before=... "
+            "to p2pfl.rounds.attack_view, or set reference = 'own' or 'zero'"
+        )
+    return view.before
+
+
+def fang(view: AttackView, *, b: float = 2.0, reference: Reference = "before") -> Tensor:
     """Fang et al.'s attack: per coordinate, a value beyond the honest extreme opposite ``s_j``.
 
-    ``s_j`` is the direction in which coordinate ``j`` of the aggregate would change
-    without an attack. Fang et al. read it off the global model; a peer has no
-    global model, so we estimate ``s_j = sign(mean(honest)_j - r_j)`` with reference
-    ``r = own`` (default: the attacker's honest aggregation step would move its own
-    vector towards the honest mean) or ``r = 0`` (``reference="zero"``: the sign of
-    the honest mean, the estimate used when the exchanged vectors are updates).
+    ``s_j`` is the direction in which coordinate ``j`` would change this round
+    without an attack. Fang et al. read it off the global model before and after
+    the round (the sign of the benign update); a peer has no global model, so we
+    estimate ``s_j = sign(mean(honest)_j - r_j)`` with the reference ``r``:
+
+    - ``"before"`` (default, the paper's direction): ``view.before``, the model
+      the honest vectors started this round from (omniscient: the mean of the
+      honest models before local training, Fang's global model; local: the
+      attacker's own state, the mean of its own and its honest neighbours'
+      vectors after the previous round), so ``s`` is the sign of this round's
+      honest change;
+    - ``"own"``: the attacker's own vector after local training (``view.own``):
+      the direction its honest aggregation step would move it. Both are models
+      trained this round, so the difference is mostly sampling noise, and the
+      attack is much weaker (issue 11: honest accuracy 0.82 instead of 0.31);
+    - ``"zero"``: the sign of the honest mean, the estimate for exchanged
+      *updates* (gradients) rather than models.
 
     With ``w_max,j`` / ``w_min,j`` the largest / smallest honest value of coordinate
     ``j``, the attacker draws uniformly (from ``view.generator``), as in the paper:
@@ -45,11 +76,13 @@ def fang(view: AttackView, *, b: float = 2.0, reference: Reference = "own") -> T
       else in ``[b w_min, w_min]``: at or below the honest minimum.
 
     The paper uses the same attack against median and trimmed mean, ``b = 2``.
+    Needs: at least one honest vector, and with ``reference = "before"`` the
+    round's starting model (``view.before``; the simulator and the node provide it).
     """
     check_fang(b=b, reference=reference)
     honest = require_honest(view, "fang").to(view.own.dtype)
-    ref = view.own if reference == "own" else torch.zeros_like(view.own)
-    s = direction(honest, ref.to(honest.device))
+    ref = _reference(view, reference)
+    s = direction(honest, ref.to(device=honest.device, dtype=honest.dtype))
     w_max = honest.max(dim=0).values
     w_min = honest.min(dim=0).values
     # push up (s = -1): interval [w_max, b w_max] or [w_max, w_max / b]

@@ -22,6 +22,9 @@ def ipm(view: AttackView, *, eps: float = 0.1) -> Tensor:
     A small ``eps`` (0.1 in the paper) defeats median and Krum, a large one the
     mean. Our vectors are parameter vectors, so the attack pulls models towards
     ``-eps`` times the honest mean model.
+
+    Needs at least one honest vector; with local knowledge the mean is over the
+    attacker's honest neighbours only.
     """
     check_ipm(eps=eps)
     honest = require_honest(view, "ipm")

@@ -24,6 +24,8 @@ def mimic(view: AttackView, *, index: int = 0) -> Tensor:
     paper picks the copied worker once by a variance heuristic; here it is the
     fixed position ``index`` in ``view.honest``, which callers order by node id,
     so the same neighbour is copied every round while the honest set is stable.
+
+    Needs at least one honest vector (the one it copies).
     """
     check_mimic(index=index)
     honest = require_honest(view, "mimic")

@@ -118,7 +118,9 @@ def min_max(
     view: AttackView, *, perturbation: Perturbation = "unit_vec", tol: float = 1e-6
 ) -> Tensor:
     """Min-Max: ``mu + gamma p`` with the largest ``gamma`` such that the farthest honest
-    vector is no farther than the two most distant honest vectors are from each other."""
+    vector is no farther than the two most distant honest vectors are from each other.
+
+    Needs at least two honest vectors: with one, ``gamma = 0`` and it sends a copy."""
     return _craft(view, "min_max", "max", perturbation, tol)
 
 
@@ -126,5 +128,7 @@ def min_sum(
     view: AttackView, *, perturbation: Perturbation = "unit_vec", tol: float = 1e-6
 ) -> Tensor:
     """Min-Sum: ``mu + gamma p`` with the largest ``gamma`` such that the sum of squared
-    distances to the honest vectors is at most the largest such sum of an honest vector."""
+    distances to the honest vectors is at most the largest such sum of an honest vector.
+
+    Needs at least two honest vectors: with one, ``gamma = 0`` and it sends a copy."""
     return _craft(view, "min_sum", "sum", perturbation, tol)

@@ -1,5 +1,7 @@
 """Attacks that need nothing but the node's own vector: sign flip, scaling, noise, zero, silence.
 
+They see no other node's vector, so any knowledge setting serves them.
+
 Our nodes exchange parameter vectors, so "what an honest node would send" is the
 model ``own`` after local training, and these attacks transform that vector.
 """

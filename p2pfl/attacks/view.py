@@ -35,6 +35,26 @@ def _no_check(**params: Any) -> None:
 
 
 @dataclass(frozen=True)
+class Needs:
+    """What an attack must see to send something other than what an honest node sends.
+
+    ``honest``: the least number of honest vectors in :attr:`AttackView.honest`
+    (ALIE, Min-Max and Min-Sum with a single honest vector send a copy of it);
+    ``target_neighbours``: the vectors of each target's honest neighbours, for
+    :attr:`AttackView.target_pull` (dissensus: a target none of whose honest
+    neighbours the attacker sees is sent its own vector, which does not move it);
+    ``before``: the model the honest vectors started this round from
+    (:attr:`AttackView.before`, Fang's direction of change). ``text`` says it in
+    words, for the README's attack table and for warnings.
+    """
+
+    honest: int = 0
+    target_neighbours: bool = False
+    before: bool = False
+    text: str = "nothing but its own vector"
+
+
+@dataclass(frozen=True)
 class AttackView:
     """Everything a Byzantine node may use to craft this round's messages.
 
@@ -44,11 +64,20 @@ class AttackView:
     attacks that need honest vectors then raise ``ValueError`` so the caller can
     choose a fallback. ``targets`` (t, d) are the vectors of the neighbours it sends
     to; ``target_weights`` (t,) the mixing weight each target gives this attacker;
-    ``target_pull`` (t, d) is ``sum_k W_ik (x_k - x_i)`` over target ``i``'s honest
-    neighbours ``k``; ``target_byzantine_weight`` (t,) is ``sum_b W_ib`` over target
-    ``i``'s Byzantine neighbours. ``n`` is the number of vectors in a target's
-    aggregation (own included), ``f`` the number of Byzantine vectors its defence
-    assumes. Randomness comes only from ``generator``.
+    ``target_pull`` (t, d) is ``sum_k W_ik (x_k - x_i)`` over those honest
+    neighbours ``k`` of target ``i`` whose vectors the attacker sees: all of them
+    with omniscient knowledge, but with local knowledge only the ones that are the
+    attacker's neighbours too, so the pull is then partial, and zero for a target
+    with no such neighbour; ``target_byzantine_weight`` (t,) is ``sum_b W_ib`` over
+    target ``i``'s Byzantine neighbours. ``n`` is the number of vectors in a
+    target's aggregation (own included), ``f`` the number of Byzantine vectors its
+    defence assumes. ``before`` (d,), when the caller provides it, is the model
+    the honest vectors started this round from, as well as the attacker knows it:
+    with omniscient knowledge the mean of the honest nodes' models before this
+    round's local training (the analogue of Fang et al.'s global model), with
+    local knowledge its own model before local training (its state: the mean of
+    its own and its honest neighbours' vectors after the previous round).
+    Randomness comes only from ``generator``.
 
     Shapes are checked on construction (cheap: no pass over the data).
     """
@@ -62,6 +91,7 @@ class AttackView:
     n: int
     f: int
     generator: torch.Generator
+    before: Tensor | None = None
 
     def __post_init__(self) -> None:
         for name in ("own", "honest", "targets", "target_weights", "target_pull"):
@@ -102,6 +132,11 @@ class AttackView:
             raise ValueError(
                 f"AttackView.generator: expected a torch.Generator, got {self.generator!r}"
             )
+        if self.before is not None and (
+            not isinstance(self.before, Tensor) or tuple(self.before.shape) != (d,)
+        ):
+            got = tuple(self.before.shape) if isinstance(self.before, Tensor) else self.before
+            raise ValueError(f"AttackView.before: expected a tensor of shape ({d},), got {got}")
 
     @property
     def d(self) -> int:
@@ -121,11 +156,13 @@ def require_honest(view: AttackView, attack: str) -> Tensor:
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: its function, its kind and a one-line summary.
+    """A registered attack: its function, its kind, a one-line summary, what it needs to see.
 
     ``check(**params)`` validates parameter *values* (ranges) once, in
     :func:`~p2pfl.attacks.make_attack`, raising ``ValueError`` naming the parameter;
     names and types are checked against ``craft``'s keyword-only parameters.
+    ``needs`` (:class:`Needs`) is what the attack must see to differ from honest
+    behaviour; simulators warn when the scenario's knowledge leaves it less.
     Calling a spec calls ``craft``: that makes it a callable, as
     :class:`~p2pfl.registry.Registry` requires of its entries.
     """
@@ -134,6 +171,7 @@ class AttackSpec:
     kind: AttackKind
     summary: str
     check: Callable[..., None] = _no_check
+    needs: Needs = Needs()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -162,6 +200,10 @@ class Attack:
     @property
     def summary(self) -> str:
         return self.spec.summary
+
+    @property
+    def needs(self) -> Needs:
+        return self.spec.needs
 
     @property
     def parameters(self) -> dict[str, Any]:

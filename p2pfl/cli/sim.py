@@ -1,11 +1,22 @@
-"""``p2pfl sim``: run a scenario in the local simulator and write its outputs."""
+"""``p2pfl sim``: run a scenario in the local simulator and write its outputs.
+
+The output directory is created (and named) before the first round;
+``metrics.jsonl`` grows by one record per node at every evaluation. On a terminal
+a progress bar shows the rounds, the honest accuracy and an ETA; otherwise (a
+log file, a pipe) one line per evaluation: round, honest mean and worst accuracy,
+elapsed time, ETA. Ctrl-C (SIGINT) or SIGTERM stops the run after the round in
+progress and writes ``summary.json`` of the evaluations so far, marked
+``"interrupted": true`` (exit code 128 + the signal number).
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import contextlib
+import signal
 import sys
-from pathlib import Path
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from p2pfl.cli.common import (
@@ -14,6 +25,9 @@ from p2pfl.cli.common import (
     print_summary_table,
     scenario_from_args,
 )
+from p2pfl.sim.outputs import sim_records, write_run_outputs
+
+__all__ = ["add_parser", "run", "sim_records", "write_run_outputs"]
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -21,101 +35,151 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "sim",
         help="simulate decentralized learning on a topology in one process",
         description="Simulate a scenario (default: the embedded digits scenario) and write "
-        "metrics.jsonl, summary.json, accuracy.png and topology.png to --out.",
+        "metrics.jsonl (as rounds are evaluated), summary.json, accuracy.png and "
+        "topology.png to --out. Ctrl-C keeps what was evaluated so far.",
     )
     add_scenario_arguments(p)
     p.add_argument("--out", default=None, help="output directory (default: runs/sim-NAME-TIME)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or table")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, lines or table")
     return p
 
 
-def sim_records(result: Any) -> list[dict[str, Any]]:
-    """``metrics.jsonl`` records of a :class:`~p2pfl.sim.SimResult`."""
-    byz = result.experiment.byzantine
-    out = []
-    for m in result.history:
-        for node in range(m.accuracy.numel()):
-            out.append(
-                {
-                    "round": m.round,
-                    "node": node,
-                    "byzantine": node in byz,
-                    "accuracy": float(m.accuracy[node]),
-                    "test_loss": float(m.test_loss[node]),
-                    "train_loss": float(m.train_loss[node]),
-                    "distance_to_mean": float(m.distance_to_mean[node]),
-                }
-            )
-    return out
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
-def write_run_outputs(result: Any, out: Path, plots: bool = True) -> dict[str, Any]:
-    """Write metrics.jsonl, summary.json and (optionally) the two plots; return the summary."""
-    from p2pfl.report import plot_accuracy, summarize_records, write_json, write_metrics
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Within the block SIGINT and SIGTERM raise :class:`Stopped` (then the old handlers)."""
 
-    exp = result.experiment
-    records = sim_records(result)
-    write_metrics(out / "metrics.jsonl", records)
-    summary = summarize_records(
-        records,
-        exp.scenario.to_dict(),
-        result.wall_seconds,
-        extra={
-            "mode": "sim",
-            "nodes": exp.n,
-            "byzantine_nodes": sorted(exp.byzantine),
-            "parameters": int(exp.initial.numel()),
-        },
+    def handler(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def progress_line(r: int, rounds: int, metrics: Any, elapsed: float) -> str:
+    """One evaluation, for logs: ``round 10/50  acc mean 0.812 min 0.750  0:12 elapsed, ETA 0:48``."""
+    acc = metrics.honest_accuracy
+    eta = elapsed / r * (rounds - r) if r else 0.0
+    return (
+        f"round {r}/{rounds}  honest acc mean {float(acc.mean()):.3f} min {float(acc.min()):.3f}"
+        f"  {_clock(elapsed)} elapsed, ETA {_clock(eta)}"
     )
-    write_json(out / "summary.json", summary)
-    if plots:
-        from p2pfl.topology import draw
 
-        plot_accuracy(summary["history"], out / "accuracy.png", title=exp.scenario.run.name)
-        draw(dataclasses.replace(exp.topology, byzantine=exp.byzantine), out / "topology.png")
-    return summary
+
+def _run_with_lines(sim: Any, rounds: int, log: Callable[[Any], None]) -> Any:
+    start = time.perf_counter()
+
+    def on_round(r: int, metrics: Any) -> None:
+        if metrics is not None:
+            log(metrics)
+            print(progress_line(r, rounds, metrics, time.perf_counter() - start), flush=True)
+
+    return sim.run(on_round)
+
+
+def _run_with_bar(sim: Any, rounds: int, label: str, log: Callable[[Any], None]) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[acc]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    ) as progress:
+        task = progress.add_task(label, total=rounds, acc="")
+
+        def on_round(r: int, metrics: Any) -> None:
+            acc = progress.tasks[0].fields["acc"]
+            if metrics is not None:
+                log(metrics)
+                acc = f"honest acc {float(metrics.honest_accuracy.mean()):.3f}"
+            progress.update(task, completed=r, acc=acc)
+
+        return sim.run(on_round)
 
 
 def run(args: argparse.Namespace) -> int:
     from p2pfl.experiment import build_experiment
     from p2pfl.sim import Simulation
+    from p2pfl.sim.outputs import MetricsLog
 
     scenario = scenario_from_args(args)
     exp = build_experiment(scenario)
     out = output_dir(args.out, scenario, "sim")
     sim = Simulation(exp)
-    if args.quiet or not (sys.stderr.isatty() or sys.stdout.isatty()):
-        result = sim.run()
-    else:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
+    rounds = scenario.run.rounds
+    for warning in sim.warnings:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
+    if not args.quiet:
+        print(
+            f"p2pfl sim: {scenario.run.name}, {exp.n} nodes, {rounds} rounds; outputs in {out}",
+            flush=True,
         )
-
-        with Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[acc]}"),
-            TimeElapsedColumn(),
-        ) as progress:
-            task = progress.add_task(
-                f"{exp.n} nodes, {scenario.aggregator.name}", total=scenario.run.rounds, acc=""
-            )
-
-            def on_round(r: int, metrics: Any) -> None:
-                acc = (
-                    f"honest acc {float(metrics.honest_accuracy.mean()):.3f}"
-                    if metrics is not None
-                    else progress.tasks[0].fields["acc"]
-                )
-                progress.update(task, completed=r, acc=acc)
-
-            result = sim.run(on_round)
-    summary = write_run_outputs(result, out)
+    metrics_log = MetricsLog(out / "metrics.jsonl", exp)
+    start = time.perf_counter()
+    stopped: Stopped | None = None
+    try:
+        with stop_on_signals():
+            if args.quiet:
+                result = sim.run(lambda r, m: None if m is None else metrics_log.append(m))
+            elif sys.stdout.isatty():
+                label = f"{exp.n} nodes, {scenario.aggregator.name}"
+                result = _run_with_bar(sim, rounds, label, metrics_log.append)
+            else:
+                result = _run_with_lines(sim, rounds, metrics_log.append)
+    except Stopped as exc:
+        stopped = exc
+        result = sim.result(time.perf_counter() - start, interrupted=True)
+    finally:
+        metrics_log.close()
+    summary = write_run_outputs(result, out, plots=stopped is None)
+    if stopped is not None:
+        print(
+            f"p2pfl sim: stopped by {signal.Signals(stopped.signum).name} after round "
+            f"{sim.round} of {rounds}; {len(result.history)} evaluations kept in {out} "
+            '(summary.json: "interrupted": true)',
+            file=sys.stderr,
+        )
+        return 128 + stopped.signum
     if not args.quiet:
         print_summary_table(summary, f"p2pfl sim: {scenario.run.name}", out)
+        if result.diverged:
+            first = min(result.diverged.values())
+            print(
+                f"diverged: {len(result.diverged)} honest nodes (the first in round {first}); "
+                "see diverged_nodes in summary.json"
+                + (
+                    f"; stopped early after round {result.stopped_early}"
+                    if result.stopped_early
+                    else ""
+                )
+            )
     return 0

@@ -6,7 +6,10 @@ byzantine.attack=sign_flip,alie --seeds 3 --jobs 2 --out runs/x`` runs the 12 ce
 ``heatmap.png`` to ``--out``. Running it again with the same ``--out`` skips the cells
 already finished (their results are in ``--out/cells/``). Every cell's scenario is
 checked before anything runs: a bad ``--grid`` or ``--set`` prints one line and
-exits with code 2.
+exits with code 2. ``--zip`` pairs keys instead of crossing them:
+``--zip byzantine.attack=alie,ipm --zip byzantine.params={z=10},{eps=0.1}`` adds
+one dimension of two values (ALIE with z = 10, IPM with eps = 0.1). A sweep in which
+some run failed still writes its tables, then exits with code 1.
 """
 
 from __future__ import annotations
@@ -34,6 +37,15 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=[],
         metavar="SECTION.KEY=V1,V2,...",
         help="a swept key and its values, parsed like --set values (repeatable)",
+    )
+    p.add_argument(
+        "--zip",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=V1,V2,...",
+        help="keys swept together, value by value: all --zip keys form one dimension "
+        "(each needs the same number of values), e.g. --zip byzantine.attack=alie,ipm "
+        "--zip byzantine.params={z=10},{eps=0.1}",
     )
     p.add_argument(
         "--set",
@@ -68,13 +80,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from p2pfl.config import load_scenario
     from p2pfl.errors import ConfigError
-    from p2pfl.sweep import parse_grid, plan_sweep, run_sweep, write_outputs
+    from p2pfl.sweep import parse_grid, plan_sweep, run_sweep, write_outputs, zipped_keys
     from p2pfl.sweep.heatmap import parse_axes
     from p2pfl.sweep.runner import OK, load_cell
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs: must be an integer >= 1, got {args.jobs}")
-    axes = parse_grid(args.grid)
+    axes = parse_grid(args.grid, args.zip)
     keys = [a.key for a in axes]
     heat = parse_axes(args.heatmap, keys) if args.heatmap else None
     planned = plan_sweep(args.scenario, axes, args.overrides, args.seeds)
@@ -107,11 +119,14 @@ def run(args: argparse.Namespace) -> int:
     spec = {
         "scenario": str(args.scenario),
         "grid": list(args.grid),
+        "zip": list(args.zip),
         "set": list(args.overrides),
         "seeds": [base.run.seed + s for s in range(args.seeds)],
         "runs": len(planned),
     }
-    written = write_outputs(out, result.records, keys, spec, axes=heat, title=base.run.name)
+    written = write_outputs(
+        out, result.records, keys, spec, axes=heat, title=base.run.name, zipped=zipped_keys(axes)
+    )
     if not args.quiet:
         _print_table(result.records, keys, base.run.name)
         print(
@@ -119,7 +134,25 @@ def run(args: argparse.Namespace) -> int:
             f"{result.ran} run, {result.failed} failed"
         )
         print("outputs: " + ", ".join(str(p) for p in written))
-    return 1 if result.failed == len(planned) else 0
+    _warn(result.records)
+    if result.failed:
+        print(
+            f"p2pfl sweep: {result.failed} of {len(planned)} runs failed (their rows say why; "
+            "--retry-failed runs them again)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _warn(records: Any) -> None:
+    """Each distinct knowledge warning once, with how many runs it concerns."""
+    counts: dict[str, int] = {}
+    for r in records:
+        for w in r.get("warnings") or []:
+            counts[w] = counts.get(w, 0) + 1
+    for w, k in counts.items():
+        print(f"warning ({k} runs): {w}", file=sys.stderr)
 
 
 def _print_table(records: Any, keys: list[str], title: str) -> None:

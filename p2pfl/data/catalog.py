@@ -22,11 +22,13 @@ Partitioner = Callable[..., list[np.ndarray]]
 DATASETS: Registry[Loader] = Registry(
     "dataset",
     {"digits": digits, "synthetic": synthetic, "npz": npz, "mnist": mnist},
+    key="data.source",
 )
 
 PARTITIONERS: Registry[Partitioner] = Registry(
     "partitioner",
     {"iid": partition.iid, "dirichlet": partition.dirichlet, "shards": partition.shards},
+    key="data.partition",
 )
 
 

@@ -11,4 +11,6 @@ from p2pfl.registry import Registry
 
 ModelFactory = Callable[..., nn.Module]
 
-MODELS: Registry[ModelFactory] = Registry("model", {"logreg": logreg, "mlp": mlp, "cnn": cnn})
+MODELS: Registry[ModelFactory] = Registry(
+    "model", {"logreg": logreg, "mlp": mlp, "cnn": cnn}, key="model.name", importable=True
+)

@@ -8,7 +8,6 @@ afterwards.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,31 +19,13 @@ from torch import nn
 
 from p2pfl.errors import ConfigError, P2PFLError
 from p2pfl.models.catalog import MODELS, ModelFactory
-from p2pfl.registry import bind_parameters
+from p2pfl.registry import bind_parameters, import_object, is_import_path
 from p2pfl.typecheck import coerce
 
 
 def import_factory(path: str) -> ModelFactory:
     """The callable named by ``"package.module:attribute"`` (imported with importlib)."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ConfigError(f"model.name: {path!r} is not of the form 'package.module:factory'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"model.name: cannot import module {module_name!r} ({exc})") from None
-    except Exception as exc:  # the user's module itself is broken: say where
-        raise ConfigError(
-            f"model.name: importing {module_name!r} failed: {type(exc).__name__}: {exc}"
-        ) from exc
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ConfigError(f"model.name: module {module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
-    if not callable(obj):
-        raise ConfigError(f"model.name: {path!r} is not callable")
-    return typing.cast(ModelFactory, obj)
+    return typing.cast(ModelFactory, import_object(path, "model.name", "factory"))
 
 
 def _imported_params(factory: ModelFactory, params: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -180,7 +161,7 @@ def build_model(
     ``state_dict`` (see :func:`load_initial_weights`).
     """
     shape = tuple(int(s) for s in input_shape)
-    if ":" in name:
+    if is_import_path(name):
         factory = import_factory(name)
         kwargs = _imported_params(factory, params, name)
     else:

@@ -8,6 +8,7 @@ so :func:`summarize_records` and :func:`plot_accuracy` serve them all.
 from p2pfl.report.outputs import (
     NodeRecord,
     derive_run_id,
+    metrics_line,
     read_metrics,
     round_summaries,
     summarize_records,
@@ -19,6 +20,7 @@ from p2pfl.report.plots import plot_accuracy
 __all__ = [
     "NodeRecord",
     "derive_run_id",
+    "metrics_line",
     "plot_accuracy",
     "read_metrics",
     "round_summaries",

@@ -46,12 +46,17 @@ def write_json(path: str | Path, data: Mapping[str, Any]) -> None:
     os.replace(tmp, p)
 
 
+def metrics_line(record: Mapping[str, Any]) -> str:
+    """One ``metrics.jsonl`` line (non-finite numbers as null), newline included."""
+    return json.dumps(_clean(record)) + "\n"
+
+
 def write_metrics(path: str | Path, records: Iterable[Mapping[str, Any]]) -> None:
     p = Path(path)
     tmp = p.with_name(p.name + ".tmp")
     with tmp.open("w") as fh:
         for rec in records:
-            fh.write(json.dumps(_clean(rec)) + "\n")
+            fh.write(metrics_line(rec))
     os.replace(tmp, p)
 
 

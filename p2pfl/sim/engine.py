@@ -8,6 +8,19 @@ batched call per :class:`~p2pfl.sim.plan.AggregationGroup`; Byzantine nodes keep
 the mean of their own and their honest neighbours' vectors. Every
 ``run.eval_every`` rounds and after the last, every node is evaluated on the
 held-out test set. The same scenario and seed give the same numbers.
+
+Divergence is a result, not an error. :attr:`SimResult.diverged` records the round
+in which each honest node's vector after local training first diverged
+(:func:`p2pfl.rounds.diverged`: a non-finite entry, or one beyond ``1e12``). A
+model whose parameters are diverged when it is evaluated scores chance
+(``1 / num_classes``; losses null): a ReLU network with weights near ``1e30``
+still has an arg-max, and may even classify most digits, but its loss is
+``~1e34`` and its next training step overflows, so its accuracy would flatter
+a defence that failed. A node whose vector is non-finite stops taking part, as a node process does: it
+sends nothing, aggregates nothing and keeps its vector, and its neighbours
+aggregate without it (with too few inputs left for the rule, they keep their
+own). When no honest node is left taking part the run stops early. A non-finite
+crafted vector is dropped by its receiver, as a node's boundary rejects it.
 """
 
 from __future__ import annotations
@@ -22,8 +35,16 @@ from p2pfl.aggregators import Neighbourhood
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import evaluate, local_steps
-from p2pfl.rounds import AttackGeometry, aggregate_hood, attack_geometry, craft_messages
-from p2pfl.sim.plan import RoundPlan, make_plan
+from p2pfl.rounds import (
+    AttackGeometry,
+    aggregate_hood,
+    attack_geometry,
+    craft_messages,
+    divergence,
+    hood_weights,
+    knowledge_warnings,
+)
+from p2pfl.sim.plan import AggregationGroup, RoundPlan, make_plan
 
 
 @dataclass(frozen=True)
@@ -49,18 +70,31 @@ class RoundMetrics:
             "honest_accuracy_mean": float(acc.mean()),
             "honest_accuracy_min": float(acc.min()),
             "honest_accuracy_max": float(acc.max()),
-            "honest_train_loss": float(self.train_loss[self.honest].mean()),
-            "honest_test_loss": float(self.test_loss[self.honest].mean()),
+            "honest_train_loss": float(self.train_loss[self.honest].nanmean()),
+            "honest_test_loss": float(self.test_loss[self.honest].nanmean()),
             "consensus_distance": self.consensus_distance,
         }
 
 
 @dataclass(frozen=True)
 class SimResult:
+    """A finished (or interrupted) run.
+
+    ``diverged`` maps each honest node that diverged to the round it did;
+    ``stopped_early`` is the round the run stopped at because every honest node
+    had diverged (None otherwise); ``warnings`` are the run's knowledge warnings
+    (:func:`p2pfl.rounds.knowledge_warnings`); ``interrupted`` says the run was
+    stopped (Ctrl-C) before its last round.
+    """
+
     experiment: Experiment
     history: list[RoundMetrics]
     params: torch.Tensor
     wall_seconds: float
+    diverged: dict[int, int] = field(default_factory=dict)
+    stopped_early: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     @property
     def final(self) -> RoundMetrics:
@@ -68,37 +102,65 @@ class SimResult:
 
 
 class Simulation:
-    """Holds the ``(N, d)`` state of a run; :meth:`run` drives it round by round."""
+    """Holds the ``(N, d)`` state of a run; :meth:`run` drives it round by round.
+
+    :attr:`history` grows as rounds are evaluated, so a caller that stops a run
+    (Ctrl-C) still has every evaluation so far (:meth:`result`).
+    """
 
     def __init__(self, experiment: Experiment) -> None:
         self.exp = experiment
-        self.plan: RoundPlan = make_plan(experiment)
         n = experiment.n
         self.params = experiment.initial.reshape(1, -1).repeat(n, 1)
         self.momentum = torch.zeros_like(self.params) if experiment.training.momentum else None
         self.last_loss = torch.full((n,), float("nan"))
         self.round = 0
+        self.history: list[RoundMetrics] = []
+        self.diverged: dict[int, int] = {}
+        self.stopped_early: int | None = None
         self._nodes = torch.arange(n)
         self._honest_mask = torch.ones(n, dtype=torch.bool)
         self._honest_mask[list(experiment.byzantine)] = False
-        omniscient = experiment.scenario.byzantine.knowledge == "omniscient"
+        self._omniscient = experiment.scenario.byzantine.knowledge == "omniscient"
+        self._muted: frozenset[int] = frozenset()
+        self._replan()
+        attack = experiment.attack
+        self.warnings: list[str] = (
+            knowledge_warnings(
+                attack, [g for g, _ in self._geometry], experiment.scenario.byzantine.knowledge
+            )
+            if attack is not None and attack.kind == "vector"
+            else []
+        )
+
+    def _replan(self) -> None:
+        """Routing and attack geometry for the current set of muted (diverged) nodes."""
+        exp, muted = self.exp, self._muted
+        self.plan: RoundPlan = make_plan(exp, muted)
+        alive = [i for i in exp.honest if i not in muted]
+        self._alive_honest = torch.tensor(alive, dtype=torch.int64)
         self._geometry: list[tuple[AttackGeometry, int]] = []
         for b in self.plan.attackers:
             targets = self.plan.attacker_targets[b]
             visible = (
-                experiment.honest
-                if omniscient
-                else [j for j in experiment.neighbours(b) if j not in experiment.byzantine]
+                alive
+                if self._omniscient
+                else [j for j in exp.neighbours(b) if j not in exp.byzantine and j not in muted]
             )
             geometry = attack_geometry(
-                b, visible, targets, experiment.neighbours, experiment.byzantine, experiment.mixing
+                b, visible, targets, exp.neighbours, exp.byzantine, exp.mixing
             )
-            f_view = max((int(experiment.f_per_node[i]) for i in targets), default=0)
+            f_view = max((int(exp.f_per_node[i]) for i in targets), default=0)
             self._geometry.append((geometry, f_view))
+
+    @property
+    def all_diverged(self) -> bool:
+        """No honest node is left taking part (every one went non-finite)."""
+        return self._alive_honest.numel() == 0
 
     def step(self) -> None:
         """Advance one round."""
-        exp, plan = self.exp, self.plan
+        exp = self.exp
         r = self.round + 1
         trained, self.momentum, self.last_loss = local_steps(
             exp.fmodel,
@@ -110,65 +172,166 @@ class Simulation:
             exp.seed,
             r,
         )
-        table = self._message_table(trained, r)
-        new = trained.clone()
-        for g in plan.groups:
-            # One gather builds the stacked (G, m + 1, d) inputs: own rows come from the
-            # table too (rows 0..N-1 are the honest vectors).
-            hood = Neighbourhood.of_stacked(table[g.rows], g.weights, g.f)
-            new[g.nodes] = aggregate_hood(exp.aggregator, hood)
+        self._track_divergence(trained, r)
+        table, dropped = self._message_table(trained, r)
+        new = trained.clone()  # muted nodes keep their own vector
+        for g in self.plan.groups:
+            new[g.nodes] = self._aggregate_group(g, table, dropped)
+        plan = self.plan
         if plan.byzantine_nodes.numel():
             new[plan.byzantine_nodes] = torch.sparse.mm(plan.byzantine_mixing, trained)
         self.params = new
         self.round = r
 
-    def _message_table(self, trained: torch.Tensor, r: int) -> torch.Tensor:
+    def _track_divergence(self, trained: torch.Tensor, r: int) -> None:
+        """Record newly diverged honest nodes; mute the protocol's nodes that went non-finite."""
+        bad, broken = divergence(trained)
+        if not bool(bad.any()):
+            return
+        exp = self.exp
+        for i in bad.nonzero().flatten().tolist():
+            if i not in exp.byzantine and i not in self.diverged:
+                self.diverged[i] = r
+        newly = [
+            i
+            for i in broken.nonzero().flatten().tolist()
+            if i in exp.follows_protocol and i not in self._muted
+        ]
+        if newly:
+            self._muted = self._muted | frozenset(newly)
+            self._replan()
+
+    def _message_table(
+        self, trained: torch.Tensor, r: int
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The round's message table, and which of its rows receivers drop (None: none).
+
+        Rows ``0..N-1`` are the trained vectors (a muted node's row is never read);
+        crafted rows that are not finite are dropped, as a node's boundary rejects them.
+        """
         exp, plan = self.exp, self.plan
         if not plan.attackers:
-            return trained
+            return trained, None
         assert exp.attack is not None
         extra = trained.new_empty((plan.extra_rows, trained.shape[1]))
 
         def vectors(ids: torch.Tensor) -> torch.Tensor:
             return trained.index_select(0, ids)
 
+        # Fang's reference: the model the honest vectors started this round from, as far
+        # as the attacker knows it (omniscient: the honest mean; local: its own state).
+        honest_before = (
+            self.params.index_select(0, self._alive_honest).mean(0)
+            if self._omniscient and self._alive_honest.numel()
+            else None
+        )
         for geometry, f_view in self._geometry:
-            view = geometry.view(vectors, f_view, exp.seed, r)
+            before = self.params[geometry.attacker] if honest_before is None else honest_before
+            view = geometry.view(vectors, f_view, exp.seed, r, before=before)
             start = plan.attacker_rows[geometry.attacker] - exp.n
             extra[start : start + len(geometry.targets)] = craft_messages(exp.attack, view)
-        return torch.cat([trained, extra])
+        table = torch.cat([trained, extra])
+        bad_extra = ~torch.isfinite(extra).all(1)
+        if not bool(bad_extra.any()):
+            return table, None
+        dropped = torch.zeros(table.shape[0], dtype=torch.bool)
+        dropped[exp.n :] = bad_extra
+        return table, dropped
+
+    def _aggregate_group(
+        self, g: AggregationGroup, table: torch.Tensor, dropped: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``(G, d)``: the rule for a group; members that lost an input aggregate without it."""
+        agg = self.exp.aggregator
+        hit = dropped[g.rows].any(1) if dropped is not None else None
+        if hit is None or not bool(hit.any()):
+            hood = Neighbourhood.of_stacked(table[g.rows], g.weights, g.f, g.byzantine)
+            return aggregate_hood(agg, hood)
+        out = table.new_empty((g.nodes.numel(), table.shape[1]))
+        ok = ~hit
+        if bool(ok.any()):
+            hood = Neighbourhood.of_stacked(table[g.rows[ok]], g.weights[ok], g.f, g.byzantine[ok])
+            out[ok] = aggregate_hood(agg, hood)
+        assert dropped is not None
+        for k in hit.nonzero().flatten().tolist():
+            out[k] = self._aggregate_without(g, k, table, dropped)
+        return out
+
+    def _aggregate_without(
+        self, g: AggregationGroup, k: int, table: torch.Tensor, dropped: torch.Tensor
+    ) -> torch.Tensor:
+        """Member ``k`` of ``g`` aggregates what arrived; too few inputs: it keeps its own."""
+        exp = self.exp
+        keep = ~dropped[g.rows[k, 1:]]
+        senders = g.senders[k][keep].tolist()
+        own = table[g.rows[k, 0]]
+        if 1 + len(senders) < exp.aggregator.min_inputs(g.f):
+            return own.clone()
+        hood = Neighbourhood(
+            own=own.unsqueeze(0),
+            received=table[g.rows[k, 1:][keep]].unsqueeze(0),
+            weights=hood_weights(exp.mixing, int(g.nodes[k]), senders).unsqueeze(0),
+            f=g.f,
+            byzantine=g.byzantine[k][keep].unsqueeze(0),
+        )
+        return aggregate_hood(exp.aggregator, hood)[0]
 
     def evaluate(self) -> RoundMetrics:
         exp = self.exp
         acc, loss = evaluate(exp.fmodel, self.params, exp.test.x, exp.test.y)
-        honest = self.params[self._honest_mask]
-        mean = honest.mean(0)
+        broken, _ = divergence(self.params)
+        if bool(broken.any()):  # predictions of a diverged model mean nothing: chance level
+            acc[broken] = 1.0 / exp.train.num_classes
+            loss[broken] = float("nan")
+        mean = self.params.index_select(0, self._alive_honest).mean(0)
         dist = ((self.params - mean) ** 2).sum(1)
+        alive = self._honest_mask.clone()
+        alive[list(self._muted)] = False
+        dist[~alive & self._honest_mask] = float("nan")
         return RoundMetrics(
             round=self.round,
             accuracy=acc,
             test_loss=loss,
             train_loss=self.last_loss.clone(),
             distance_to_mean=dist,
-            consensus_distance=float(dist[self._honest_mask].mean()),
+            consensus_distance=float(dist[alive].mean()) if bool(alive.any()) else float("nan"),
             honest=self._honest_mask,
         )
 
+    def result(self, wall_seconds: float, interrupted: bool = False) -> SimResult:
+        """The run so far as a :class:`SimResult` (the evaluations in :attr:`history`)."""
+        return SimResult(
+            self.exp,
+            list(self.history),
+            self.params,
+            wall_seconds,
+            diverged=dict(self.diverged),
+            stopped_early=self.stopped_early,
+            warnings=list(self.warnings),
+            interrupted=interrupted,
+        )
+
     def run(self, on_round: Callable[[int, RoundMetrics | None], None] | None = None) -> SimResult:
-        """Run every round of the scenario; ``on_round(r, metrics_or_None)`` after each."""
+        """Run every round of the scenario; ``on_round(r, metrics_or_None)`` after each.
+
+        Stops early, after evaluating, once every honest node has diverged.
+        """
         rounds = self.exp.scenario.run.rounds
         every = self.exp.scenario.run.eval_every
-        history: list[RoundMetrics] = []
         start = time.perf_counter()
         while self.round < rounds:
             self.step()
+            done = self.all_diverged
             metrics = None
-            if self.round % every == 0 or self.round == rounds:
+            if self.round % every == 0 or self.round == rounds or done:
                 metrics = self.evaluate()
-                history.append(metrics)
+                self.history.append(metrics)
             if on_round is not None:
                 on_round(self.round, metrics)
-        return SimResult(self.exp, history, self.params, time.perf_counter() - start)
+            if done:
+                self.stopped_early = self.round if self.round < rounds else None
+                break
+        return self.result(time.perf_counter() - start)
 
 
 def simulate(

@@ -25,6 +25,8 @@ class AggregationGroup:
     rows: torch.Tensor  # (G, m + 1) message-table rows: the node's own, then senders by id
     weights: torch.Tensor  # (G, m + 1) float32, self first
     f: int
+    senders: torch.Tensor  # (G, m) sender node ids, in row order
+    byzantine: torch.Tensor  # (G, m) bool: the sender is Byzantine (for oracle rules)
 
 
 @dataclass(frozen=True)
@@ -36,47 +38,64 @@ class RoundPlan:
     extra_rows: int
     byzantine_nodes: torch.Tensor  # (B,) ids of nodes that do not follow the protocol
     byzantine_mixing: torch.Tensor  # (B, N) row-normalized: own + honest neighbours
+    muted: torch.Tensor  # (M,) ids of diverged nodes: they keep their own vector
 
 
-def make_plan(exp: Experiment, max_group_bytes: int = 256 << 20) -> RoundPlan:
+def make_plan(
+    exp: Experiment, muted: frozenset[int] = frozenset(), max_group_bytes: int = 256 << 20
+) -> RoundPlan:
+    """The routing of a round. ``muted`` nodes (diverged ones) neither send nor aggregate:
+    their neighbours aggregate without them, and attackers craft nothing for them."""
     n = exp.n
-    attackers = exp.vector_attackers
-    targets: dict[int, list[int]] = {b: exp.neighbours(b) for b in attackers}
+    attackers = [b for b in exp.vector_attackers if b not in muted]
+    targets: dict[int, list[int]] = {
+        b: [j for j in exp.neighbours(b) if j not in muted] for b in attackers
+    }
     rows: dict[int, int] = {}
     next_row = n
     for b in attackers:
         rows[b] = next_row
         next_row += len(targets[b])
     attacker_set = set(attackers)
-    silent = exp.silent
+    quiet = exp.silent | muted
 
-    keyed: dict[tuple[int, int], list[tuple[int, list[int], torch.Tensor]]] = {}
-    for i in sorted(exp.follows_protocol):
-        senders = [j for j in exp.neighbours(i) if j not in silent]
+    Member = tuple[int, list[int], torch.Tensor, list[int]]
+    keyed: dict[tuple[int, int], list[Member]] = {}
+    for i in sorted(exp.follows_protocol - muted):
+        senders = [j for j in exp.neighbours(i) if j not in quiet]
         idx = [rows[j] + targets[j].index(i) if j in attacker_set else j for j in senders]
+        f = int(exp.f_per_node[i])
+        if muted and 1 + len(senders) < exp.aggregator.min_inputs(f):
+            continue  # too few inputs left once neighbours diverged: it keeps its own vector
         w = hood_weights(exp.mixing, i, senders)
-        keyed.setdefault((len(senders), int(exp.f_per_node[i])), []).append((i, idx, w))
+        keyed.setdefault((len(senders), f), []).append((i, idx, w, senders))
 
     d = exp.initial.numel()
+    byzantine = torch.tensor(sorted(exp.byzantine), dtype=torch.int64)
     groups = []
     for (m, f), members in sorted(keyed.items()):
         per_node = max(1, (m + 1) * d * 4)
         chunk = max(1, max_group_bytes // per_node)
         for start in range(0, len(members), chunk):
             part = members[start : start + chunk]
+            sender_ids = torch.tensor([snd for *_, snd in part], dtype=torch.int64).reshape(
+                len(part), m
+            )
             groups.append(
                 AggregationGroup(
-                    nodes=torch.tensor([i for i, _, _ in part], dtype=torch.int64),
-                    rows=torch.tensor([[i, *idx] for i, idx, _ in part], dtype=torch.int64),
-                    weights=torch.stack([w for _, _, w in part]),
+                    nodes=torch.tensor([i for i, *_ in part], dtype=torch.int64),
+                    rows=torch.tensor([[i, *idx] for i, idx, *_ in part], dtype=torch.int64),
+                    weights=torch.stack([w for _, _, w, _ in part]),
                     f=f,
+                    senders=sender_ids,
+                    byzantine=torch.isin(sender_ids, byzantine),
                 )
             )
 
     others = sorted(set(range(n)) - exp.follows_protocol)
     mix = torch.zeros((len(others), n), dtype=torch.float32)
     for r, b in enumerate(others):
-        honest = [j for j in exp.neighbours(b) if j not in exp.byzantine]
+        honest = [j for j in exp.neighbours(b) if j not in exp.byzantine and j not in muted]
         mix[r, [b, *honest]] = 1.0 / (1 + len(honest))
     return RoundPlan(
         groups=groups,
@@ -86,4 +105,5 @@ def make_plan(exp: Experiment, max_group_bytes: int = 256 << 20) -> RoundPlan:
         extra_rows=next_row - n,
         byzantine_nodes=torch.tensor(others, dtype=torch.int64),
         byzantine_mixing=mix.to_sparse() if others else mix,
+        muted=torch.tensor(sorted(muted), dtype=torch.int64),
     )

@@ -1,9 +1,15 @@
-"""Sweep grids: ``--grid key=v1,v2,...`` axes and their cartesian product.
+"""Sweep grids: ``--grid key=v1,v2,...`` axes and their cartesian product, ``--zip`` pairs.
 
 Each value is parsed exactly like a ``--set`` value (:func:`p2pfl.config.parse_override`:
 a TOML value, or a bare word taken as a string), so ``--grid model.params.hidden=[32],[64,64]``
 gives two lists. Commas separate values only at the top level: inside brackets, braces or
 quotes they belong to the value.
+
+``--zip key=v1,v2,...`` axes are not crossed with each other: all of them together
+form one more dimension of the product, their values taken position by position
+(``--zip byzantine.attack=alie,ipm --zip byzantine.params={z=10},{eps=0.1}``
+sweeps ALIE with ``z = 10`` and IPM with ``eps = 0.1``, not four pairs), so every
+``--zip`` must list the same number of values.
 
 A :class:`Cell` is one point of the product plus one seed; its overrides are plain
 ``key=text`` strings, so the scenario a cell runs is ``load_scenario(path, set + cell)``.
@@ -34,6 +40,11 @@ class GridAxis:
     def __post_init__(self) -> None:
         if not self.texts or len(self.texts) != len(self.values):
             raise ConfigError(f"--grid {self.key}: needs at least one value")
+
+
+@dataclass(frozen=True)
+class ZipAxis(GridAxis):
+    """A ``--zip`` axis: its values pair, position by position, with the other ``--zip`` axes."""
 
 
 @dataclass(frozen=True)
@@ -109,22 +120,46 @@ def parse_axis(text: str) -> GridAxis:
     return GridAxis(key, tuple(texts), tuple(values))
 
 
-def parse_grid(texts: Sequence[str]) -> list[GridAxis]:
-    """Parse every ``--grid`` argument; a key swept twice is an error."""
+def parse_grid(texts: Sequence[str], zipped: Sequence[str] = ()) -> list[GridAxis]:
+    """Parse every ``--grid`` argument, then every ``--zip`` one; a key swept twice is an error.
+
+    The ``--zip`` axes come last, in order (:func:`zipped_keys` tells them apart);
+    they must all have the same number of values.
+    """
     axes = [parse_axis(t) for t in texts]
+    pairs = [parse_axis(t) for t in zipped]
     seen: set[str] = set()
-    for axis in axes:
+    for axis in [*axes, *pairs]:
         if axis.key in seen:
-            raise ConfigError(f"--grid {axis.key}: swept twice; list all its values in one --grid")
+            raise ConfigError(
+                f"--grid/--zip {axis.key}: swept twice; list all its values in one --grid or --zip"
+            )
         seen.add(axis.key)
-    return axes
+    if len({len(a.texts) for a in pairs}) > 1:
+        counts = ", ".join(f"{a.key} has {len(a.texts)}" for a in pairs)
+        raise ConfigError(f"--zip: every --zip needs the same number of values ({counts})")
+    return [*axes, *(ZipAxis(a.key, a.texts, a.values) for a in pairs)]
+
+
+def zipped_keys(axes: Sequence[GridAxis]) -> list[str]:
+    """The keys of the ``--zip`` axes, in order."""
+    return [a.key for a in axes if isinstance(a, ZipAxis)]
 
 
 def expand(axes: Sequence[GridAxis], seeds: Sequence[int]) -> list[Cell]:
-    """The cartesian product of the axes (first axis slowest) times the seeds (fastest)."""
+    """The product of the ``--grid`` axes and the ``--zip`` group (first axis slowest)
+    times the seeds (fastest)."""
     if not seeds:
         raise ConfigError("--seeds: need at least one seed")
     if any(a.key == SEED_KEY for a in axes):
         raise ConfigError("--grid run.seed: use --seeds K (seeds run.seed .. run.seed+K-1) instead")
-    combos = itertools.product(*[[(a.key, t) for t in a.texts] for a in axes])
-    return [Cell(tuple(combo), seed) for combo in combos for seed in seeds]
+    dims: list[list[tuple[tuple[str, str], ...]]] = [
+        [((a.key, t),) for t in a.texts] for a in axes if not isinstance(a, ZipAxis)
+    ]
+    pairs = [a for a in axes if isinstance(a, ZipAxis)]
+    if pairs:
+        dims.append([tuple((a.key, a.texts[k]) for a in pairs) for k in range(len(pairs[0].texts))])
+    combos = itertools.product(*dims)
+    return [
+        Cell(tuple(kv for part in combo for kv in part), seed) for combo in combos for seed in seeds
+    ]

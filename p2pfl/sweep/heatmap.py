@@ -6,7 +6,9 @@ honest node did, in every seed. Rows and columns default to ``aggregator.name`` 
 ``byzantine.attack`` when both are swept (:func:`choose_axes`). Each combination of
 the other swept keys gets its own panel in the same figure; beyond
 :data:`MAX_PANELS` combinations, the other keys are folded in with the minimum too
-(and the title says so). Cells whose runs all failed are grey and marked ``fail``.
+(and the title says so). Keys swept together by ``--zip`` move as one: when the rows or
+columns are one of them, the others make no panels of their own. Cells whose runs all
+failed are grey and marked ``fail``.
 """
 
 from __future__ import annotations
@@ -86,10 +88,21 @@ def worst_matrix(
 
 
 def panels(
-    records: Sequence[Record], keys: Sequence[str], row: str, col: str | None
+    records: Sequence[Record],
+    keys: Sequence[str],
+    row: str,
+    col: str | None,
+    zipped: Sequence[str] = (),
 ) -> list[tuple[str, list[Record]]]:
-    """(title, records) per combination of the other swept keys, or one folded panel."""
+    """(title, records) per combination of the other swept keys, or one folded panel.
+
+    ``zipped`` keys vary together: only one of them (none, if the rows or columns
+    are one of them) makes panels.
+    """
     others = [k for k in keys if k not in (row, col)]
+    if zipped:
+        tied = row in zipped or col in zipped
+        others = [k for k in others if k not in zipped or (not tied and k == zipped[0])]
     if not others:
         return [("", list(records))]
     combos = list(itertools.product(*[_ordered(records, k) for k in others]))
@@ -113,6 +126,7 @@ def plot_heatmap(
     path: str | Path,
     axes: tuple[str, str | None] | None = None,
     title: str = "",
+    zipped: Sequence[str] = (),
 ) -> bool:
     """Draw the heatmap PNG; False (nothing written) when no key is swept or no run exists."""
     chosen = axes or choose_axes(keys)
@@ -125,7 +139,7 @@ def plot_heatmap(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    parts = panels(records, keys, row, col)
+    parts = panels(records, keys, row, col, zipped)
     rows0, cols0, _, _ = worst_matrix(records, row, col)
     ncols = 2 if len(parts) == 4 else min(3, len(parts))  # 4 panels: a 2 x 2 square
     nrows = math.ceil(len(parts) / ncols)

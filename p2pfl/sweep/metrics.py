@@ -4,6 +4,8 @@
   nodes after the last round (mean, and the worst node);
 * ``best_honest_accuracy_mean``: the best honest mean over all evaluation rounds;
 * ``consensus_distance``: mean squared distance of the honest models to their mean;
+* ``diverged``: how many honest nodes diverged (``diverged_nodes``: node -> round);
+  their accuracy counts at chance, so a collapsed cell shows its collapse;
 * ``attack_success_rate``: backdoor runs only: the share of triggered test inputs
   (true class not the target) that an honest node's final model puts in the target
   class (:func:`p2pfl.attacks.attack_success_rate`), averaged over honest nodes.
@@ -66,6 +68,9 @@ def run_metrics(result: Any) -> dict[str, Any]:
         "attack_success_rate": backdoor_success(result),
         "nodes": exp.n,
         "byzantine": len(exp.byzantine),
+        "diverged": len(result.diverged),
+        "diverged_nodes": {str(k): v for k, v in sorted(result.diverged.items())},
+        "warnings": list(result.warnings),
         "rounds": final.round,
         "byzantine_nodes": sorted(exp.byzantine),
         "final_accuracy": [round(float(a), 6) for a in final.accuracy],

@@ -19,8 +19,12 @@ def write_outputs(
     spec: Mapping[str, Any],
     axes: tuple[str, str | None] | None = None,
     title: str = "",
+    zipped: Sequence[str] = (),
 ) -> list[Path]:
-    """Write ``sweep.json``, ``results.csv``, ``results.md`` and ``heatmap.png``; return the paths."""
+    """Write ``sweep.json``, ``results.csv``, ``results.md`` and ``heatmap.png``; return the paths.
+
+    ``zipped``: the keys swept together by ``--zip`` (they share heatmap panels).
+    """
     from p2pfl.report import write_json
 
     out = Path(out)
@@ -30,7 +34,12 @@ def write_outputs(
     write_markdown(written[2], records, keys, title=title)
     heatmap = out / "heatmap.png"
     if plot_heatmap(
-        records, keys, heatmap, axes=axes, title=f"{title}: worst honest accuracy" if title else ""
+        records,
+        keys,
+        heatmap,
+        axes=axes,
+        title=f"{title}: worst honest accuracy" if title else "",
+        zipped=zipped,
     ):
         written.append(heatmap)
     return written

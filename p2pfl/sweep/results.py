@@ -8,7 +8,9 @@ values, summarized over its seeds by :func:`summarize`:
 * ``worst honest acc``: the minimum over seeds of the worst honest node's final
   accuracy, the number the heatmaps show;
 * ``best acc``: mean over seeds of the best honest mean accuracy over all rounds;
-* ``consensus dist``, ``ASR`` (backdoor attack success rate), ``wall s``: means over seeds.
+* ``consensus dist``, ``ASR`` (backdoor attack success rate), ``wall s``: means over seeds;
+* ``diverged`` (shown when a run had any): mean over seeds of the number of honest nodes
+  whose parameters diverged (they count at chance in the accuracies).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ RUN_COLUMNS = (
     *METRICS,
     "nodes",
     "byzantine",
+    "diverged",
     "rounds",
     "wall_seconds",
     "error",
@@ -58,6 +61,7 @@ class CellSummary:
     asr: float | None
     wall: float
     errors: list[str] = field(default_factory=list)
+    diverged: float | None = None
 
 
 def run_rows(records: Sequence[Record], keys: Sequence[str]) -> list[dict[str, Any]]:
@@ -128,6 +132,7 @@ def summarize(records: Sequence[Record], keys: Sequence[str]) -> list[CellSummar
                 asr=_mean(_values(ok, "attack_success_rate")),
                 wall=sum(_values(runs, "wall_seconds")) / max(1, len(runs)),
                 errors=errors,
+                diverged=_mean(_values(ok, "diverged")),
             )
         )
     return out
@@ -145,8 +150,10 @@ def markdown_table(records: Sequence[Record], keys: Sequence[str]) -> str:
     """``results.md``: one row per combination of swept values, summarized over seeds."""
     cells = summarize(records, keys)
     with_asr = any(c.asr is not None for c in cells)
+    with_div = any(c.diverged for c in cells)
     head = [*keys, "seeds", "final acc", "worst honest acc", "best acc", "consensus dist"]
     head += ["ASR"] if with_asr else []
+    head += ["diverged"] if with_div else []
     head += ["wall s", "status"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(" --- " for _ in head) + "|"]
     for c in cells:
@@ -158,6 +165,7 @@ def markdown_table(records: Sequence[Record], keys: Sequence[str]) -> str:
         )
         row = [*c.values, str(c.runs), acc, _fmt(c.worst), _fmt(c.best), _fmt(c.consensus, ".3g")]
         row += [_fmt(c.asr)] if with_asr else []
+        row += [_fmt(c.diverged, ".1f")] if with_div else []
         row += [f"{c.wall:.1f}", status]
         lines.append("| " + " | ".join(_cell_text(v) for v in row) + " |")
     return "\n".join(lines) + "\n"

@@ -49,6 +49,7 @@ TOPOLOGIES: Registry[TopologyBuilder] = Registry(
         "exponential": builders.exponential,
         "dumbbell": builders.dumbbell,
     },
+    key="topology.kind",
 )
 
 PLACEMENTS: Registry[Placement] = Registry(
@@ -59,6 +60,7 @@ PLACEMENTS: Registry[Placement] = Registry(
         "around_victim": placement.around_victim,
         "cut_vertex": placement.cut_vertex,
     },
+    key="byzantine.placement",
 )
 
 __all__ = [

@@ -82,14 +82,17 @@ def test_parallel_sweep_writes_outputs_and_rerun_skips(
 
 
 @pytest.mark.timeout(120)
-def test_a_cell_whose_f_does_not_fit_is_recorded_not_fatal(tmp_path: Path) -> None:
+def test_a_cell_whose_f_does_not_fit_is_recorded_and_the_sweep_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "s"
     argv = [
         "sweep", DEFAULT, *TINY, "--set", "aggregator.f=2",
         "--grid", "aggregator.name=median,krum",
         "--jobs", "1", "--out", str(out), "--quiet",
     ]  # fmt: skip
-    assert main(argv) == 0
+    assert main(argv) == 1  # the other cells ran, and the tables are written
+    assert "1 of 2 runs failed" in capsys.readouterr().err
     by_rule = {r["aggregator.name"]: r for r in rows(out / "results.csv")}
     assert by_rule["median"]["status"] == "ok"
     assert by_rule["krum"]["status"] == "failed"
@@ -176,3 +179,50 @@ def test_bad_jobs_is_exit_2_before_anything_is_written(tmp_path: Path) -> None:
     out = tmp_path / "never"
     assert main(["sweep", DEFAULT, "--jobs", "0", "--out", str(out)]) == 2
     assert not out.exists()
+
+
+@pytest.mark.timeout(180)
+def test_zip_pairs_attack_and_parameters_instead_of_crossing_them(tmp_path: Path) -> None:
+    """--zip gives ALIE z = 10 and IPM eps = 0.5 (2 cells per rule), not the 4 pairs."""
+    out = tmp_path / "z"
+    argv = [
+        "sweep", DEFAULT, *TINY,
+        "--grid", "aggregator.name=mean,median",
+        "--zip", "byzantine.attack=alie,ipm",
+        "--zip", "byzantine.params={z=10.0},{eps=0.5}",
+        "--jobs", "1", "--out", str(out), "--quiet",
+    ]  # fmt: skip
+    assert main(argv) == 0
+    table = rows(out / "results.csv")
+    pairs = {(r["aggregator.name"], r["byzantine.attack"], r["byzantine.params"]) for r in table}
+    assert pairs == {
+        (rule, attack, params)
+        for rule in ("mean", "median")
+        for attack, params in (("alie", "{z=10.0}"), ("ipm", "{eps=0.5}"))
+    }
+    cells = [json.loads(p.read_text()) for p in (out / "cells").glob("*.json")]
+    used = {
+        c["scenario"]["byzantine"]["attack"]: c["scenario"]["byzantine"]["params"] for c in cells
+    }
+    assert used == {"alie": {"z": 10.0}, "ipm": {"eps": 0.5}}
+    assert json.loads((out / "sweep.json").read_text())["zip"][0] == "byzantine.attack=alie,ipm"
+    assert (out / "heatmap.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("zips", "message"),
+    [
+        (["byzantine.attack=alie,ipm", "byzantine.params={z=1.0}"], "same number of values"),
+        (["byzantine.attack=alie,ipm", "byzantine.attack=ipm,alie"], "swept twice"),
+    ],
+)
+def test_bad_zip_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], zips: list[str], message: str
+) -> None:
+    argv = ["sweep", DEFAULT, "--out", str(tmp_path / "never")]
+    for z in zips:
+        argv += ["--zip", z]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -45,6 +45,7 @@ def view_of(
         n=n,
         f=f,
         generator=torch.Generator().manual_seed(seed),
+        before=-own,
     )
 
 
@@ -110,7 +111,7 @@ def test_min_sum_within_honest_max_sum(
 @given(
     data=honest_sets(),
     b=st.floats(1.01, 10.0),
-    reference=st.sampled_from(["own", "zero"]),
+    reference=st.sampled_from(["before", "own", "zero"]),
     seed=st.integers(0, 2**31),
 )
 def test_fang_beyond_extreme_opposite_direction(
@@ -120,8 +121,8 @@ def test_fang_beyond_extreme_opposite_direction(
     attack = make_attack("fang_trimmed_mean", {"b": b, "reference": reference})
     view = view_of(own, honest, seed=seed)
     out = attack.craft(view)
-    ref = own if reference == "own" else torch.zeros_like(own)
-    s = torch.where(honest.mean(0) - ref < 0, -1.0, 1.0)
+    refs = {"before": -own, "own": own, "zero": torch.zeros_like(own)}
+    s = torch.where(honest.mean(0) - refs[reference] < 0, -1.0, 1.0)
     up = s < 0
     assert torch.all(out[up] >= honest.max(0).values[up])
     assert torch.all(out[~up] <= honest.min(0).values[~up])

@@ -494,7 +494,9 @@ def test_bad_parameters_are_rejected() -> None:
         centered_clip(x, torch.zeros(2), 1.0, 0)
     with pytest.raises(ValueError, match="tau must be finite and > 0"):
         clipped_gossip(torch.zeros(2), x, torch.ones(5), -1.0)
-    with pytest.raises(ValueError, match=r"tau must be finite and >= 0"):
+    with pytest.raises(ValueError, match=r"tau must be >= 0 \(inf: no clipping\)"):
         clipped_gossip(torch.zeros(2), x, torch.ones(5), torch.tensor(-1.0))
+    with pytest.raises(ValueError, match=r"tau must be >= 0"):
+        clipped_gossip(torch.zeros(2), x, torch.ones(5), torch.tensor(float("nan")))
     with pytest.raises(ValueError, match="f must be >= 0"):
         adaptive_radius(torch.zeros(2), x, torch.ones(5), -1)

@@ -37,6 +37,7 @@ def test_public_api_is_all() -> None:
             "AttackKind",
             "AttackSpec",
             "AttackView",
+            "Needs",
             "alie_z",
             "apply_trigger",
             "attack_success_rate",

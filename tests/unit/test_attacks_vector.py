@@ -30,7 +30,10 @@ def make_view(
     n: int = 7,
     f: int = 2,
     seed: int = 0,
+    before: torch.Tensor | None = None,
+    no_before: bool = False,
 ) -> AttackView:
+    """A view; ``before`` (Fang's reference) defaults to ``own`` unless ``no_before``."""
     d = own.shape[0]
     targets = torch.zeros(0, d) if targets is None else targets
     t = targets.shape[0]
@@ -44,6 +47,7 @@ def make_view(
         n=n,
         f=f,
         generator=torch.Generator().manual_seed(seed),
+        before=None if no_before else (own if before is None else before),
     )
 
 
@@ -268,6 +272,30 @@ def test_fang_interval_by_sign_hand_example() -> None:
     assert -1.0 <= out[1] <= -0.5  # w_max = -1: [-1, -0.5]
     assert 1.0 <= out[2] <= 2.0  # w_min = 2 > 0: [1, 2]
     assert -8.0 <= out[3] <= -4.0  # w_min = -4: [-8, -4]
+
+
+def test_fang_before_reference_is_the_rounds_change() -> None:
+    """Default reference: s = sign(mean(honest) - before), the honest models' change."""
+    honest = torch.tensor([[1.0, -1.0, 2.0, -2.0], [3.0, -3.0, 4.0, -4.0]])
+    before = torch.tensor([5.0, 0.0, 0.0, -10.0])  # s = (-1, -1, +1, +1)
+    own = torch.tensor([0.0, -4.0, 5.0, 0.0])  # mean(honest) - own has every sign flipped
+    out = fang(make_view(own, honest, before=before), b=2.0)
+    assert 3.0 <= out[0] <= 6.0 and -1.0 <= out[1] <= -0.5
+    assert 1.0 <= out[2] <= 2.0 and -8.0 <= out[3] <= -4.0
+    flipped = fang(make_view(own, honest, before=before), b=2.0, reference="own")
+    assert bool((flipped[:2] <= torch.tensor([1.0, -3.0])).all())  # now pushed down
+
+
+def test_fang_before_without_the_starting_model_is_an_error() -> None:
+    view = make_view(torch.zeros(3), torch.ones(2, 3), no_before=True)
+    with pytest.raises(ValueError, match=r"reference='before' needs .*AttackView\.before"):
+        fang(view)
+    assert fang(view, reference="own").shape == (3,)
+
+
+def test_attack_view_checks_before_shape() -> None:
+    with pytest.raises(ValueError, match=r"AttackView\.before: expected a tensor of shape \(3,\)"):
+        make_view(torch.zeros(3), torch.ones(2, 3), before=torch.zeros(4))
 
 
 def test_fang_median_and_trimmed_mean_share_the_attack() -> None:

@@ -108,3 +108,77 @@ def test_overrides_do_not_mutate_input() -> None:
     out = apply_overrides(data, ["run.rounds=5"])
     assert data == {"run": {"rounds": 3}}
     assert out == {"run": {"rounds": 5}}
+
+
+# --- a changed name starts from its own defaults --------------------------------------
+
+RVA = str(Path(__file__).resolve().parents[2] / "sims" / "experiments" / "rules-vs-attacks")
+
+
+def test_changing_the_model_name_drops_the_old_models_params() -> None:
+    from p2pfl.experiment import build_experiment
+
+    scenario = load_scenario(None, ["model.name=cnn", "topology.n=6", "byzantine.count=0"])
+    assert scenario.model.params == {}  # not the default mlp's {"hidden": [64]}
+    assert build_experiment(scenario).model is not None
+    file = f"{RVA}/scenario.toml"
+    assert load_scenario(file, ["model.name=logreg"]).model.params == {}
+    assert load_scenario(file, ["model.name=mlp"]).model.params == {"hidden": [32]}  # unchanged
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.name=cnn", "model.params.channels=[4]"],
+        ["model.params.channels=[4]", "model.name=cnn"],  # any order
+    ],
+)
+def test_params_set_with_a_new_name_apply_on_top_of_its_defaults(overrides: list[str]) -> None:
+    scenario = load_scenario(f"{RVA}/scenario.toml", overrides)
+    assert scenario.model.params == {"channels": [4]}
+
+
+def test_every_named_choice_resets_its_own_table(tmp_path: Path) -> None:
+    file = tmp_path / "s.toml"
+    file.write_text(
+        '[byzantine]\nattack = "alie"\nparams = { z = 10.0 }\n'
+        'placement = "around_victim"\nplacement_params = { victim = 1 }\n'
+        '[aggregator]\nname = "clipped_gossip"\nparams = { tau = 0.1 }\n'
+        '[topology]\nkind = "random_regular"\nparams = { degree = 6 }\n'
+        '[data]\npartition = "dirichlet"\npartition_params = { alpha = 0.3 }\n'
+    )
+    s = load_scenario(
+        file,
+        [
+            "byzantine.attack=ipm",
+            "aggregator.name=trimmed_mean",
+            "topology.kind=ring",
+            "data.partition=iid",
+        ],
+    )
+    assert s.byzantine.params == {} and s.aggregator.params == {}
+    assert s.topology.params == {} and s.data.partition_params == {}
+    assert s.byzantine.placement_params == {"victim": 1}  # placement itself unchanged
+    kept = load_scenario(file, ["byzantine.attack=alie", "aggregator.params.tau=0.5"])
+    assert kept.byzantine.params == {"z": 10.0} and kept.aggregator.params == {"tau": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("aggregator.name=krumm", "aggregator.name"),
+        ("byzantine.attack=alei", "byzantine.attack"),
+        ('aggregator.pre=["mmn"]', "aggregator.pre"),
+        ("model.name=resnet", "model.name"),
+        ("topology.kind=grid", "topology.kind"),
+        ("byzantine.placement=nowhere", "byzantine.placement"),
+        ("data.source=cifar", "data.source"),
+        ("data.partition=even", "data.partition"),
+    ],
+)
+def test_every_unknown_name_error_names_its_key(override: str, key: str) -> None:
+    from p2pfl.experiment import build_experiment
+
+    with pytest.raises(ConfigError) as info:
+        build_experiment(load_scenario(None, [override]))
+    assert str(info.value).startswith(f"{key}: unknown ")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from p2pfl.errors import ConfigError
-from p2pfl.sweep.grid import Cell, display, expand, parse_axis, parse_grid, split_values
+from p2pfl.sweep.grid import (
+    Cell,
+    display,
+    expand,
+    parse_axis,
+    parse_grid,
+    split_values,
+    zipped_keys,
+)
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -62,6 +70,34 @@ def test_expand_is_the_cartesian_product_times_seeds() -> None:
         "byzantine.attack=alie",
         "run.seed=0",
     ]
+
+
+def test_zip_pairs_values_position_by_position() -> None:
+    axes = parse_grid(
+        ["aggregator.name=mean,median"],
+        ["byzantine.attack=alie,ipm", "byzantine.params={z=10},{eps=0.1}"],
+    )
+    assert zipped_keys(axes) == ["byzantine.attack", "byzantine.params"]
+    cells = expand(axes, [0])
+    assert [c.values for c in cells] == [
+        (("aggregator.name", rule), ("byzantine.attack", attack), ("byzantine.params", params))
+        for rule in ("mean", "median")
+        for attack, params in (("alie", "{z=10}"), ("ipm", "{eps=0.1}"))
+    ]
+    only_zip = expand(parse_grid([], ["byzantine.attack=alie,ipm"]), [0, 1])
+    assert len(only_zip) == 4
+
+
+@pytest.mark.parametrize(
+    ("grid", "zipped", "message"),
+    [
+        ([], ["byzantine.attack=alie,ipm", "byzantine.params={z=10}"], "same number of values"),
+        (["byzantine.attack=alie"], ["byzantine.attack=ipm"], "swept twice"),
+    ],
+)
+def test_bad_zip_is_a_config_error(grid: list[str], zipped: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_grid(grid, zipped)
 
 
 def test_no_axes_gives_one_cell_per_seed() -> None:

@@ -153,6 +153,22 @@ def test_panels_split_by_other_keys_and_fold_when_too_many() -> None:
     assert len(folded) == 1 and folded[0][0].startswith("min over")
 
 
+def test_zipped_keys_make_no_panels_of_their_own() -> None:
+    """Attack and its parameters swept together: one panel, not one per parameter table."""
+    params = {"alie": "{z=10}", "ipm": "{eps=0.1}"}
+    recs = [
+        {**r, "values": {**r["values"], "byzantine.attack": a, "byzantine.params": params[a]}}
+        for r in RECORDS[:4]
+        for a in params
+    ]
+    keys = [*KEYS, "byzantine.params"]
+    zipped = ["byzantine.attack", "byzantine.params"]
+    assert len(panels(recs, keys, KEYS[0], KEYS[1], zipped)) == 1
+    assert len(panels(recs, keys, *KEYS)) == 2  # crossed, each value would get a panel
+    by_rule = panels(recs, keys, "aggregator.name", None, zipped=zipped)
+    assert [t for t, _ in by_rule] == ["byzantine.attack=alie", "byzantine.attack=ipm"]
+
+
 def test_plot_heatmap_writes_a_small_png(tmp_path: Path) -> None:
     path = tmp_path / "h.png"
     assert plot_heatmap(RECORDS, KEYS, path)

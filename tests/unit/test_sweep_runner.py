@@ -148,3 +148,24 @@ def test_execute_cell_reports_a_build_error_as_a_failed_run() -> None:
     assert out["status"] == "failed"
     assert "aggregator.f: krum with f=3 needs at least 9 vectors" in out["error"]
     assert out["wall_seconds"] >= 0.0
+
+
+def test_a_diverging_cell_is_recorded_with_its_collapsed_accuracy() -> None:
+    """The worst cells of a heatmap are the ones where the attack wins: they must not go missing."""
+    scenario = load_scenario(
+        None,
+        [
+            "run.rounds=30",
+            "topology.n=8",
+            "byzantine.count=2",
+            "model.params.hidden=[8]",
+            "aggregator.name=mean",
+            "byzantine.attack=scaled",
+            "byzantine.params.lam=1e6",
+        ],
+    )
+    out = execute_cell({"id": "x", "scenario": scenario.to_dict(), "base_dir": "."})
+    assert out["status"] == "ok" and out["error"] is None
+    assert out["diverged"] == 6 and len(out["diverged_nodes"]) == 6
+    assert out["honest_accuracy_mean"] == pytest.approx(0.1)
+    assert out["honest_accuracy_min"] == pytest.approx(0.1)

@@ -65,7 +65,8 @@ def test_registry_holds_every_builder() -> None:
 
 def test_unknown_builder_lists_valid_names() -> None:
     with pytest.raises(
-        UnknownNameError, match=r"unknown topology 'moebius'; valid topologys: .*ring"
+        UnknownNameError,
+        match=r"topology.kind: unknown topology 'moebius'; valid topologies: .*ring",
     ):
         TOPOLOGIES["moebius"]
 
