@@ -408,3 +408,24 @@ async def test_a_node_catches_up_only_past_the_rounds_its_inbox_buffers(
         assert jumps == []
         assert rounds == list(range(1, 10))
         assert (c.rounds_skipped, c.rounds_completed, c.rounds_trained) == (0, 9, 9)
+
+
+async def test_a_neighbour_announcing_endless_waits_costs_a_bounded_time_once() -> None:
+    # Neighbour 1 claims, every heartbeat, to be a round behind and still waiting 60 s for
+    # its own neighbours, and never delivers. Node 0 credits at most hello_timeout + 2P of
+    # it (2 + 2 s here), then P more: one wait of at most 5 s, then never again.
+    zero = NodeZero(4)
+
+    async def stalling() -> None:
+        await zero.hello(1)
+        async for r in zero.vectors_to(1):
+            zero.rounds_of[1], zero.waits_of[1] = max(0, r - 1), 60_000
+
+    result = await zero.run(stalling(), zero.lockstep(5))
+
+    rounds = zero.rounds()
+    assert result.counters.rounds_completed == 4
+    assert 2 * PATIENCE <= rounds[1]["wait_seconds"] <= 5.0 + 0.5
+    assert rounds[1]["waited_out"]
+    assert all(rounds[r]["wait_seconds"] < PATIENCE for r in (2, 3, 4))
+    assert [w["peers"] for w in zero.warnings("suspected")] == [[1]]
