@@ -116,7 +116,15 @@ from p2pfl.node.metrics import NodeCounters, NodeLog
 from p2pfl.node.outbox import Outbox
 from p2pfl.node.patience import Patience
 from p2pfl.node.setup import NodeSetup
-from p2pfl.rounds import aggregate, attack_view, byzantine_state, craft_messages, hood_weights
+from p2pfl.rounds import (
+    DIVERGENCE_BOUND,
+    aggregate,
+    attack_view,
+    byzantine_state,
+    craft_messages,
+    divergence,
+    hood_weights,
+)
 from p2pfl.transport import Transport, TransportClosed
 from p2pfl.validation import Expectations, forget_before, screen
 
@@ -477,16 +485,23 @@ class Node:
         s = self.setup
         start = self._now()
         self._enter_round(r)
+        before = self._params
         trained, momentum, loss = await asyncio.to_thread(self._train, r)
         own = trained[0]
-        if not self._diverged and not bool(torch.isfinite(own).all()):
+        exploded, non_finite = (bool(x) for x in divergence(own))
+        if exploded and not self._diverged:
             self._diverged = True
             self._warn(
                 "diverged",
                 r,
                 [],
-                f"round {r}: its parameters became non-finite (diverged); it keeps running "
-                "rounds but sends no more vectors",
+                f"round {r}: its parameters diverged (non-finite, or beyond "
+                f"{DIVERGENCE_BOUND:g}); "
+                + (
+                    "it keeps running rounds but sends and aggregates nothing more"
+                    if non_finite
+                    else "it goes on, and its model is evaluated as it is"
+                ),
             )
         self._momentum = momentum
         self._train_loss = float(loss[0])
@@ -494,17 +509,17 @@ class Node:
         kept_own = False
         ready = self._now()
         if s.role in ("honest", "data"):
-            if not self._diverged:
+            if not non_finite:  # receivers would refuse it
                 self._broadcast(r, own, s.neighbours)
             gathered = await self._gather(r, ready, s.neighbours, s.aggregator.min_inputs(s.f))
-            if self._diverged:
+            if non_finite:
                 new = own.clone()
             else:
                 new, kept_own = await asyncio.to_thread(self._aggregate, trained, gathered.got)
         elif s.role == "vector":
             self._broadcast(r, own, [j for j in s.neighbours if j in s.byzantine])
             gathered = await self._gather(r, ready, s.neighbours, 0)
-            rows, targets = await asyncio.to_thread(self._craft, r, own, gathered.got)
+            rows, targets = await asyncio.to_thread(self._craft, r, own, gathered.got, before)
             for k, j in enumerate(targets):
                 if j not in s.byzantine:
                     self._send(j, wire.Params(s.node_id, r, rows[k]))
@@ -765,9 +780,13 @@ class Node:
         return aggregate(s.aggregator, trained, received, weights, s.f)[0], False
 
     def _craft(
-        self, r: int, own: torch.Tensor, got: dict[int, torch.Tensor]
+        self, r: int, own: torch.Tensor, got: dict[int, torch.Tensor], before: torch.Tensor
     ) -> tuple[torch.Tensor, list[int]]:
-        """This round's crafted rows, one per target whose vector arrived."""
+        """This round's crafted rows, one per target whose vector arrived.
+
+        ``before`` is this node's model before the round's local training: what it
+        knows of where the honest models started (Fang's direction of change).
+        """
         s = self.setup
         assert s.attack is not None  # guaranteed by NodeSetup for role "vector"
         table = {s.node_id: own, **got}
@@ -788,6 +807,7 @@ class Node:
             s.attack_f,
             s.seed,
             r,
+            before=before,
         )
         return craft_messages(s.attack, view), targets
 

@@ -230,7 +230,7 @@ async def test_the_patience_grows_with_the_lateness_it_observes() -> None:
     assert result.counters.rounds_waited_out == 0
     assert all(rounds[r]["received"] == [1, 5] for r in range(1, 9))
     assert rounds[1]["patience"] == pytest.approx(PATIENCE, abs=0.01)
-    assert rounds[5]["patience"] >= 1.9  # 5 x ~0.4 s
+    assert rounds[5]["patience"] >= 1.5  # about 5 x 0.4 s: grown well past the floor
     assert rounds[7]["wait_seconds"] >= 1.5
 
 
