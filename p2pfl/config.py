@@ -99,7 +99,7 @@ class TopologyConfig:
     n: int = 16
     params: dict[str, Any] = field(default_factory=lambda: {"degree": 4})
     file: str = ""
-    mixing: Literal["metropolis", "uniform"] = "metropolis"
+    mixing: Literal["metropolis", "uniform", "lazy_metropolis"] = "metropolis"
 
     def __post_init__(self) -> None:
         _positive("topology.n", self.n)

@@ -8,8 +8,9 @@ already finished (their results are in ``--out/cells/``). Every cell's scenario 
 checked before anything runs: a bad ``--grid`` or ``--set`` prints one line and
 exits with code 2. ``--zip`` pairs keys instead of crossing them:
 ``--zip byzantine.attack=alie,ipm --zip byzantine.params={z=10},{eps=0.1}`` adds
-one dimension of two values (ALIE with z = 10, IPM with eps = 0.1). A sweep in which
-some run failed still writes its tables, then exits with code 1.
+one dimension of two values (ALIE with z = 10, IPM with eps = 0.1); a ``GROUP:``
+prefix (``--zip rule:aggregator.name=...``) starts another such dimension. A sweep
+in which some run failed still writes its tables, then exits with code 1.
 """
 
 from __future__ import annotations
@@ -42,10 +43,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--zip",
         action="append",
         default=[],
-        metavar="SECTION.KEY=V1,V2,...",
-        help="keys swept together, value by value: all --zip keys form one dimension "
-        "(each needs the same number of values), e.g. --zip byzantine.attack=alie,ipm "
-        "--zip byzantine.params={z=10},{eps=0.1}",
+        metavar="[GROUP:]SECTION.KEY=V1,V2,...",
+        help="keys swept together, value by value: the --zip keys of a GROUP (default: one "
+        "group) form one dimension, each with the same number of values, e.g. --zip "
+        "byzantine.attack=alie,ipm --zip byzantine.params={z=10},{eps=0.1}; groups are crossed",
     )
     p.add_argument(
         "--set",
@@ -80,7 +81,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from p2pfl.config import load_scenario
     from p2pfl.errors import ConfigError
-    from p2pfl.sweep import parse_grid, plan_sweep, run_sweep, write_outputs, zipped_keys
+    from p2pfl.sweep import parse_grid, plan_sweep, run_sweep, write_outputs, zip_groups
     from p2pfl.sweep.heatmap import parse_axes
     from p2pfl.sweep.runner import OK, load_cell
 
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         "runs": len(planned),
     }
     written = write_outputs(
-        out, result.records, keys, spec, axes=heat, title=base.run.name, zipped=zipped_keys(axes)
+        out, result.records, keys, spec, axes=heat, title=base.run.name, groups=zip_groups(axes)
     )
     if not args.quiet:
         _print_table(result.records, keys, base.run.name)
@@ -160,12 +161,13 @@ def _print_table(records: Any, keys: list[str], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from p2pfl.sweep.grid import short_names
     from p2pfl.sweep.results import summarize
 
     cells = summarize(records, keys)
     table = Table(title=f"p2pfl sweep: {title}")
     for k in keys:
-        table.add_column(k.rsplit(".", 1)[-1])
+        table.add_column(short_names(keys)[k])
     for col in ("acc", "worst", "status"):
         table.add_column(col, justify="right" if col != "status" else "left")
     with_asr = any(c.asr is not None for c in cells)
@@ -183,7 +185,10 @@ def _num(x: float | None) -> str:
 
 
 def _line(record: dict[str, Any]) -> str:
-    label = " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in record["values"].items())
+    from p2pfl.sweep.grid import short_names
+
+    names = short_names(list(record["values"]))
+    label = " ".join(f"{names[k]}={v}" for k, v in record["values"].items())
     label = f"{label} seed={record['seed']}".strip()
     if record["status"] != "ok":
         return f"{label}: failed: {record['error']}"

@@ -15,7 +15,7 @@ from p2pfl.sweep.grid import (
     parse_axis,
     parse_grid,
     split_values,
-    zipped_keys,
+    zip_groups,
 )
 from p2pfl.sweep.heatmap import choose_axes, plot_heatmap
 from p2pfl.sweep.outputs import write_outputs
@@ -52,5 +52,5 @@ __all__ = [
     "write_csv",
     "write_markdown",
     "write_outputs",
-    "zipped_keys",
+    "zip_groups",
 ]

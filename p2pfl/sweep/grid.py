@@ -5,11 +5,14 @@ a TOML value, or a bare word taken as a string), so ``--grid model.params.hidden
 gives two lists. Commas separate values only at the top level: inside brackets, braces or
 quotes they belong to the value.
 
-``--zip key=v1,v2,...`` axes are not crossed with each other: all of them together
-form one more dimension of the product, their values taken position by position
-(``--zip byzantine.attack=alie,ipm --zip byzantine.params={z=10},{eps=0.1}``
-sweeps ALIE with ``z = 10`` and IPM with ``eps = 0.1``, not four pairs), so every
-``--zip`` must list the same number of values.
+``--zip [GROUP:]key=v1,v2,...`` axes are not crossed with each other: the ``--zip``
+axes of one group (the default group when ``GROUP:`` is left out) together form one
+more dimension of the product, their values taken position by position
+(``--zip byzantine.attack=alie,ipm --zip byzantine.params={z=10},{eps=0.1}`` sweeps
+ALIE with ``z = 10`` and IPM with ``eps = 0.1``, not four pairs), so every ``--zip``
+of a group must list the same number of values. Different groups are crossed, like
+``--grid`` axes (``--zip rule:aggregator.name=... --zip rule:aggregator.params=...``
+next to an attack group).
 
 A :class:`Cell` is one point of the product plus one seed; its overrides are plain
 ``key=text`` strings, so the scenario a cell runs is ``load_scenario(path, set + cell)``.
@@ -44,7 +47,9 @@ class GridAxis:
 
 @dataclass(frozen=True)
 class ZipAxis(GridAxis):
-    """A ``--zip`` axis: its values pair, position by position, with the other ``--zip`` axes."""
+    """A ``--zip`` axis: its values pair, position by position, with its group's other axes."""
+
+    group: str = ""
 
 
 @dataclass(frozen=True)
@@ -60,8 +65,16 @@ class Cell:
         return [f"{k}={v}" for k, v in self.values] + [f"{SEED_KEY}={self.seed}"]
 
     def label(self) -> str:
-        parts = [f"{k.rsplit('.', 1)[-1]}={display(v)}" for k, v in self.values]
+        names = short_names([k for k, _ in self.values])
+        parts = [f"{names[k]}={display(v)}" for k, v in self.values]
         return " ".join([*parts, f"seed={self.seed}"])
+
+
+def short_names(keys: Sequence[str]) -> dict[str, str]:
+    """Each key's last part (``aggregator.name`` -> ``name``), or the whole key where two
+    keys share it (``aggregator.params`` and ``byzantine.params`` stay whole)."""
+    last = [k.rsplit(".", 1)[-1] for k in keys]
+    return {k: s if last.count(s) == 1 else k for k, s in zip(keys, last, strict=True)}
 
 
 def display(text: str) -> str:
@@ -98,8 +111,8 @@ def split_values(text: str) -> list[str]:
     return [p.strip() for p in parts]
 
 
-def parse_axis(text: str) -> GridAxis:
-    """Parse one ``--grid key=v1,v2,...`` argument."""
+def parse_axis(text: str, unique: bool = True) -> GridAxis:
+    """Parse one ``--grid key=v1,v2,...`` argument (``unique``: no value listed twice)."""
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or not raw.strip():
@@ -115,19 +128,30 @@ def parse_axis(text: str) -> GridAxis:
     for t in texts:
         _, value = parse_override(f"{key}={t}")
         values.append(value)
-    if len({repr(v) for v in values}) != len(values):
+    if unique and len({repr(v) for v in values}) != len(values):
         raise ConfigError(f"--grid {text!r}: a value is listed twice")
     return GridAxis(key, tuple(texts), tuple(values))
+
+
+def parse_zip(text: str) -> ZipAxis:
+    """Parse one ``--zip [GROUP:]key=v1,v2,...`` argument (keys hold no ``:``, values may)."""
+    head, sep, raw = text.partition("=")
+    group, colon, key = head.rpartition(":")
+    if colon and not group.strip():
+        raise ConfigError(f"--zip {text!r}: empty group name before ':'")
+    # A value may repeat within one --zip (clipped_gossip twice, with two radii).
+    axis = parse_axis(f"{key}{sep}{raw}", unique=False)
+    return ZipAxis(axis.key, axis.texts, axis.values, group.strip())
 
 
 def parse_grid(texts: Sequence[str], zipped: Sequence[str] = ()) -> list[GridAxis]:
     """Parse every ``--grid`` argument, then every ``--zip`` one; a key swept twice is an error.
 
-    The ``--zip`` axes come last, in order (:func:`zipped_keys` tells them apart);
-    they must all have the same number of values.
+    The ``--zip`` axes come last, in order (:func:`zip_groups` gathers them); the
+    axes of one group must all have the same number of values.
     """
     axes = [parse_axis(t) for t in texts]
-    pairs = [parse_axis(t) for t in zipped]
+    pairs = [parse_zip(t) for t in zipped]
     seen: set[str] = set()
     for axis in [*axes, *pairs]:
         if axis.key in seen:
@@ -135,19 +159,31 @@ def parse_grid(texts: Sequence[str], zipped: Sequence[str] = ()) -> list[GridAxi
                 f"--grid/--zip {axis.key}: swept twice; list all its values in one --grid or --zip"
             )
         seen.add(axis.key)
-    if len({len(a.texts) for a in pairs}) > 1:
-        counts = ", ".join(f"{a.key} has {len(a.texts)}" for a in pairs)
-        raise ConfigError(f"--zip: every --zip needs the same number of values ({counts})")
-    return [*axes, *(ZipAxis(a.key, a.texts, a.values) for a in pairs)]
+    for group in _groups(pairs):
+        if len({len(a.texts) for a in group}) > 1:
+            counts = ", ".join(f"{a.key} has {len(a.texts)}" for a in group)
+            raise ConfigError(f"--zip: the --zip keys of a group need as many values ({counts})")
+        combos = [tuple(repr(a.values[k]) for a in group) for k in range(len(group[0].values))]
+        if len(set(combos)) != len(combos):
+            raise ConfigError(f"--zip {group[0].key}: a combination of values is listed twice")
+    return [*axes, *pairs]
 
 
-def zipped_keys(axes: Sequence[GridAxis]) -> list[str]:
-    """The keys of the ``--zip`` axes, in order."""
-    return [a.key for a in axes if isinstance(a, ZipAxis)]
+def _groups(axes: Sequence[GridAxis]) -> list[list[ZipAxis]]:
+    out: dict[str, list[ZipAxis]] = {}
+    for a in axes:
+        if isinstance(a, ZipAxis):
+            out.setdefault(a.group, []).append(a)
+    return list(out.values())
+
+
+def zip_groups(axes: Sequence[GridAxis]) -> list[list[str]]:
+    """The keys of each ``--zip`` group, groups in order of first appearance."""
+    return [[a.key for a in group] for group in _groups(axes)]
 
 
 def expand(axes: Sequence[GridAxis], seeds: Sequence[int]) -> list[Cell]:
-    """The product of the ``--grid`` axes and the ``--zip`` group (first axis slowest)
+    """The product of the ``--grid`` axes and the ``--zip`` groups (first axis slowest)
     times the seeds (fastest)."""
     if not seeds:
         raise ConfigError("--seeds: need at least one seed")
@@ -156,9 +192,8 @@ def expand(axes: Sequence[GridAxis], seeds: Sequence[int]) -> list[Cell]:
     dims: list[list[tuple[tuple[str, str], ...]]] = [
         [((a.key, t),) for t in a.texts] for a in axes if not isinstance(a, ZipAxis)
     ]
-    pairs = [a for a in axes if isinstance(a, ZipAxis)]
-    if pairs:
-        dims.append([tuple((a.key, a.texts[k]) for a in pairs) for k in range(len(pairs[0].texts))])
+    for group in _groups(axes):
+        dims.append([tuple((a.key, a.texts[k]) for a in group) for k in range(len(group[0].texts))])
     combos = itertools.product(*dims)
     return [
         Cell(tuple(kv for part in combo for kv in part), seed) for combo in combos for seed in seeds

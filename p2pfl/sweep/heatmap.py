@@ -6,9 +6,9 @@ honest node did, in every seed. Rows and columns default to ``aggregator.name`` 
 ``byzantine.attack`` when both are swept (:func:`choose_axes`). Each combination of
 the other swept keys gets its own panel in the same figure; beyond
 :data:`MAX_PANELS` combinations, the other keys are folded in with the minimum too
-(and the title says so). Keys swept together by ``--zip`` move as one: when the rows or
-columns are one of them, the others make no panels of their own. Cells whose runs all
-failed are grey and marked ``fail``.
+(and the title says so). Keys swept together by a ``--zip`` group move as one: a row or
+column label shows the whole group's values, and the group makes no panels of its own
+beyond its first key. Cells whose runs all failed are grey and marked ``fail``.
 """
 
 from __future__ import annotations
@@ -57,25 +57,43 @@ def parse_axes(text: str, keys: Sequence[str]) -> tuple[str, str | None]:
     return parts[0], parts[1] if len(parts) == 2 else None
 
 
-def _ordered(records: Sequence[Record], key: str | None) -> list[str]:
+Groups = Sequence[Sequence[str]]
+EMPTY = ("", "{}")
+
+
+def label(record: Record, key: str, groups: Groups = ()) -> str:
+    """``record``'s value of ``key``; for a key of a ``--zip`` group, the group's values
+    together (``clipped_gossip {tau=0.1}``; empty parameter tables left out), so that
+    variants of one name get rows of their own."""
+    values = record["values"]
+    for group in groups:
+        if key in group:
+            parts = [str(values[key])] + [
+                str(values[k]) for k in group if k != key and str(values[k]) not in EMPTY
+            ]
+            return " ".join(parts)
+    return str(values[key])
+
+
+def _ordered(records: Sequence[Record], key: str | None, groups: Groups = ()) -> list[str]:
     if key is None:
         return [ALL]
     seen: dict[str, None] = {}
     for r in records:
-        seen.setdefault(str(r["values"][key]), None)
+        seen.setdefault(label(r, key, groups), None)
     return list(seen)
 
 
 def worst_matrix(
-    records: Sequence[Record], row: str, col: str | None
+    records: Sequence[Record], row: str, col: str | None, groups: Groups = ()
 ) -> tuple[list[str], list[str], list[list[float | None]], list[list[bool]]]:
     """Row labels, column labels, min honest accuracy per cell (None: no run), all-failed flags."""
-    rows, cols = _ordered(records, row), _ordered(records, col)
+    rows, cols = _ordered(records, row, groups), _ordered(records, col, groups)
     value: list[list[float | None]] = [[None] * len(cols) for _ in rows]
     seen = [[False] * len(cols) for _ in rows]
     for r in records:
-        i = rows.index(str(r["values"][row]))
-        j = cols.index(str(r["values"][col])) if col is not None else 0
+        i = rows.index(label(r, row, groups))
+        j = cols.index(label(r, col, groups)) if col is not None else 0
         seen[i][j] = True
         acc = r.get("honest_accuracy_min")
         if r.get("status") == "ok" and isinstance(acc, (int, float)) and math.isfinite(acc):
@@ -92,20 +110,20 @@ def panels(
     keys: Sequence[str],
     row: str,
     col: str | None,
-    zipped: Sequence[str] = (),
+    groups: Groups = (),
 ) -> list[tuple[str, list[Record]]]:
     """(title, records) per combination of the other swept keys, or one folded panel.
 
-    ``zipped`` keys vary together: only one of them (none, if the rows or columns
-    are one of them) makes panels.
+    The keys of a ``--zip`` group vary together: only the first of them makes panels,
+    and none when the rows or columns are one of them.
     """
     others = [k for k in keys if k not in (row, col)]
-    if zipped:
-        tied = row in zipped or col in zipped
-        others = [k for k in others if k not in zipped or (not tied and k == zipped[0])]
+    for group in groups:
+        tied = row in group or col in group
+        others = [k for k in others if k not in group or (not tied and k == group[0])]
     if not others:
         return [("", list(records))]
-    combos = list(itertools.product(*[_ordered(records, k) for k in others]))
+    combos = list(itertools.product(*[_ordered(records, k, groups) for k in others]))
     if len(combos) > MAX_PANELS:
         return [(f"min over {', '.join(others)}", list(records))]
     out = []
@@ -113,7 +131,7 @@ def panels(
         chosen = [
             r
             for r in records
-            if all(str(r["values"][k]) == v for k, v in zip(others, combo, strict=True))
+            if all(label(r, k, groups) == v for k, v in zip(others, combo, strict=True))
         ]
         if chosen:
             out.append((", ".join(f"{k}={v}" for k, v in zip(others, combo, strict=True)), chosen))
@@ -126,7 +144,7 @@ def plot_heatmap(
     path: str | Path,
     axes: tuple[str, str | None] | None = None,
     title: str = "",
-    zipped: Sequence[str] = (),
+    groups: Groups = (),
 ) -> bool:
     """Draw the heatmap PNG; False (nothing written) when no key is swept or no run exists."""
     chosen = axes or choose_axes(keys)
@@ -139,8 +157,8 @@ def plot_heatmap(
     import matplotlib.pyplot as plt
     import numpy as np
 
-    parts = panels(records, keys, row, col, zipped)
-    rows0, cols0, _, _ = worst_matrix(records, row, col)
+    parts = panels(records, keys, row, col, groups)
+    rows0, cols0, _, _ = worst_matrix(records, row, col, groups)
     ncols = 2 if len(parts) == 4 else min(3, len(parts))  # 4 panels: a 2 x 2 square
     nrows = math.ceil(len(parts) / ncols)
     w = 1.2 + 0.85 * len(cols0)
@@ -156,7 +174,7 @@ def plot_heatmap(
     image = None
     for k, (sub, recs) in enumerate(parts):
         ax = grid[k // ncols][k % ncols]
-        rows, cols, value, failed = worst_matrix(recs, row, col)
+        rows, cols, value, failed = worst_matrix(recs, row, col, groups)
         data = np.array([[np.nan if v is None else v for v in line] for line in value], dtype=float)
         cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d0d0d0")
         image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=0.0, vmax=1.0, aspect="auto")

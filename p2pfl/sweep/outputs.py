@@ -19,11 +19,11 @@ def write_outputs(
     spec: Mapping[str, Any],
     axes: tuple[str, str | None] | None = None,
     title: str = "",
-    zipped: Sequence[str] = (),
+    groups: Sequence[Sequence[str]] = (),
 ) -> list[Path]:
     """Write ``sweep.json``, ``results.csv``, ``results.md`` and ``heatmap.png``; return the paths.
 
-    ``zipped``: the keys swept together by ``--zip`` (they share heatmap panels).
+    ``groups``: the keys of each ``--zip`` group (:func:`p2pfl.sweep.zip_groups`).
     """
     from p2pfl.report import write_json
 
@@ -39,7 +39,7 @@ def write_outputs(
         heatmap,
         axes=axes,
         title=f"{title}: worst honest accuracy" if title else "",
-        zipped=zipped,
+        groups=groups,
     ):
         written.append(heatmap)
     return written

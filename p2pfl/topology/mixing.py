@@ -15,6 +15,15 @@ W is symmetric and doubly stochastic, so gossip ``x <- W x`` preserves the avera
 W is row-stochastic but, unless the graph is regular, neither symmetric nor column
 stochastic: gossip with it converges to a degree-weighted average, not the mean.
 
+``lazy_metropolis``: Metropolis made lazier, as He, Karimireddy and Jaggi normalize
+their malicious ring (``MaliciousRing(normalize=True)`` in the released code of
+ClippedGossip, arXiv 2202.01545)::
+
+    W' = (W + (1 - m) I) / (2 - m),   m = min_i W_ii  (W: Metropolis)
+
+Still symmetric and doubly stochastic; every node keeps at least half of its own
+vector, so a neighbour's pull is ``1 / (2 - m)`` of Metropolis'.
+
 Both are built from edge arrays with vectorized scatter operations, not per-node
 Python loops, so a 2,048-node matrix takes milliseconds.
 """
@@ -29,8 +38,8 @@ import torch
 
 from p2pfl.errors import TopologyError
 
-MixingScheme = Literal["metropolis", "uniform"]
-SCHEMES: tuple[str, ...] = ("metropolis", "uniform")
+MixingScheme = Literal["metropolis", "uniform", "lazy_metropolis"]
+SCHEMES: tuple[str, ...] = ("metropolis", "uniform", "lazy_metropolis")
 
 
 def _edge_arrays(graph: nx.Graph) -> tuple[int, np.ndarray, np.ndarray]:
@@ -54,11 +63,14 @@ def mixing_matrix(graph: nx.Graph, scheme: MixingScheme = "metropolis") -> torch
     n, u, v = _edge_arrays(graph)
     deg = np.bincount(np.concatenate([u, v]), minlength=n).astype(np.float64)
     w = np.zeros((n, n), dtype=np.float64)
-    if scheme == "metropolis":
+    if scheme in ("metropolis", "lazy_metropolis"):
         vals = 1.0 / (1.0 + np.maximum(deg[u], deg[v]))
         w[u, v] = vals
         w[v, u] = vals
         w[np.arange(n), np.arange(n)] = 1.0 - w.sum(axis=1)
+        if scheme == "lazy_metropolis":
+            m = float(np.diag(w).min())
+            w = (w + (1.0 - m) * np.eye(n)) / (2.0 - m)
     else:
         inv = 1.0 / (deg + 1.0)
         w[u, v] = inv[u]

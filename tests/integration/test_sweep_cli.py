@@ -213,7 +213,7 @@ def test_zip_pairs_attack_and_parameters_instead_of_crossing_them(tmp_path: Path
 @pytest.mark.parametrize(
     ("zips", "message"),
     [
-        (["byzantine.attack=alie,ipm", "byzantine.params={z=1.0}"], "same number of values"),
+        (["byzantine.attack=alie,ipm", "byzantine.params={z=1.0}"], "need as many values"),
         (["byzantine.attack=alie,ipm", "byzantine.attack=ipm,alie"], "swept twice"),
     ],
 )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -209,3 +212,16 @@ def test_spec_rejects_unknown_kind() -> None:
 def test_silent_spec_sends_no_rows() -> None:
     view = AttackView(**view_kwargs())  # type: ignore[arg-type]
     assert ATTACKS["silent"].craft(view).shape == (0, D)
+
+
+def test_readme_attack_table_lists_every_attack_and_what_it_needs() -> None:
+    """The README's table is the user's reference: it must match the registry."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = re.findall(r"^\| (`.+?`) \| .+? \| (.+?) \|$", readme, flags=re.M)
+    needs = {}
+    for names, need in rows:
+        for name in re.findall(r"`(\w+)`", names):
+            needs[name] = need
+    assert set(needs) == set(ATTACKS)
+    for name in ATTACKS:
+        assert needs[name] == ATTACKS[name].needs.text, name

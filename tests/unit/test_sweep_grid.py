@@ -12,7 +12,7 @@ from p2pfl.sweep.grid import (
     parse_axis,
     parse_grid,
     split_values,
-    zipped_keys,
+    zip_groups,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -77,7 +77,7 @@ def test_zip_pairs_values_position_by_position() -> None:
         ["aggregator.name=mean,median"],
         ["byzantine.attack=alie,ipm", "byzantine.params={z=10},{eps=0.1}"],
     )
-    assert zipped_keys(axes) == ["byzantine.attack", "byzantine.params"]
+    assert zip_groups(axes) == [["byzantine.attack", "byzantine.params"]]
     cells = expand(axes, [0])
     assert [c.values for c in cells] == [
         (("aggregator.name", rule), ("byzantine.attack", attack), ("byzantine.params", params))
@@ -88,10 +88,41 @@ def test_zip_pairs_values_position_by_position() -> None:
     assert len(only_zip) == 4
 
 
+def test_zip_groups_are_crossed_with_each_other() -> None:
+    axes = parse_grid(
+        [],
+        [
+            "rule:aggregator.name=clipped_gossip,trimmed_mean",
+            "rule:aggregator.params={tau=0.1},{}",
+            "byzantine.attack=alie,ipm,mimic",
+            "byzantine.params={z=10},{eps=0.1},{}",
+        ],
+    )
+    assert zip_groups(axes) == [
+        ["aggregator.name", "aggregator.params"],
+        ["byzantine.attack", "byzantine.params"],
+    ]
+    cells = expand(axes, [0])
+    assert len(cells) == 2 * 3
+    assert cells[0].values == (
+        ("aggregator.name", "clipped_gossip"),
+        ("aggregator.params", "{tau=0.1}"),
+        ("byzantine.attack", "alie"),
+        ("byzantine.params", "{z=10}"),
+    )
+    with pytest.raises(ConfigError, match="empty group name"):
+        parse_grid([], [":aggregator.name=mean"])
+    repeated = parse_grid([], ["aggregator.name=cg,cg", "aggregator.params={tau=1},{}"])
+    assert len(expand(repeated, [0])) == 2  # a name may repeat, with other parameters
+    with pytest.raises(ConfigError, match="combination of values is listed twice"):
+        parse_grid([], ["aggregator.name=cg,cg", "aggregator.params={},{}"])
+    assert parse_grid([], ["byzantine.attack=pkg.mod:attack"])[0].texts == ("pkg.mod:attack",)
+
+
 @pytest.mark.parametrize(
     ("grid", "zipped", "message"),
     [
-        ([], ["byzantine.attack=alie,ipm", "byzantine.params={z=10}"], "same number of values"),
+        ([], ["byzantine.attack=alie,ipm", "byzantine.params={z=10}"], "need as many values"),
         (["byzantine.attack=alie"], ["byzantine.attack=ipm"], "swept twice"),
     ],
 )

@@ -153,20 +153,22 @@ def test_panels_split_by_other_keys_and_fold_when_too_many() -> None:
     assert len(folded) == 1 and folded[0][0].startswith("min over")
 
 
-def test_zipped_keys_make_no_panels_of_their_own() -> None:
-    """Attack and its parameters swept together: one panel, not one per parameter table."""
-    params = {"alie": "{z=10}", "ipm": "{eps=0.1}"}
+def test_a_zip_group_makes_no_panels_of_its_own_and_labels_together() -> None:
+    """Attack and its parameters swept together: one panel, labels with the parameters."""
+    params = {"alie": "{z=10}", "ipm": "{}"}
     recs = [
         {**r, "values": {**r["values"], "byzantine.attack": a, "byzantine.params": params[a]}}
         for r in RECORDS[:4]
         for a in params
     ]
     keys = [*KEYS, "byzantine.params"]
-    zipped = ["byzantine.attack", "byzantine.params"]
-    assert len(panels(recs, keys, KEYS[0], KEYS[1], zipped)) == 1
-    assert len(panels(recs, keys, *KEYS)) == 2  # crossed, each value would get a panel
-    by_rule = panels(recs, keys, "aggregator.name", None, zipped=zipped)
-    assert [t for t, _ in by_rule] == ["byzantine.attack=alie", "byzantine.attack=ipm"]
+    groups = [["byzantine.attack", "byzantine.params"]]
+    assert len(panels(recs, keys, KEYS[0], KEYS[1], groups)) == 1
+    assert len(panels(recs, keys, KEYS[0], KEYS[1])) == 2  # crossed, a panel per table
+    _, cols, _, _ = worst_matrix(recs, KEYS[0], KEYS[1], groups)
+    assert cols == ["alie {z=10}", "ipm"]
+    by_rule = panels(recs, keys, "aggregator.name", None, groups)
+    assert [t for t, _ in by_rule] == ["byzantine.attack=alie {z=10}", "byzantine.attack=ipm"]
 
 
 def test_plot_heatmap_writes_a_small_png(tmp_path: Path) -> None:

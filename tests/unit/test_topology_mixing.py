@@ -142,3 +142,17 @@ def test_2048_node_matrix() -> None:
     w = mixing_matrix(TOPOLOGIES["random_regular"](2048, seed=0))
     assert w.shape == (2048, 2048)
     torch.testing.assert_close(w.sum(0), torch.ones(2048, dtype=torch.float64))
+
+
+def test_lazy_metropolis_is_he_et_als_normalized_ring() -> None:
+    """(W + (1 - m) I) / (2 - m), m the smallest Metropolis self-weight (released code)."""
+    graph = nx.cycle_graph(5)
+    for i in range(5):
+        graph.add_edges_from([(i, i + 5), (i, i + 10)])
+    w = mixing_matrix(graph, "metropolis")
+    lazy = mixing_matrix(graph, "lazy_metropolis")
+    assert float(w[0, 0]) == pytest.approx(0.2) and float(w[0, 5]) == pytest.approx(0.2)
+    assert float(lazy[0, 0]) == pytest.approx(1.0 / 1.8)  # (0.2 + 0.8) / 1.8
+    assert float(lazy[0, 5]) == pytest.approx(0.2 / 1.8)
+    assert torch.allclose(lazy, lazy.T)
+    assert torch.allclose(lazy.sum(1), torch.ones(15, dtype=lazy.dtype))
