@@ -8,6 +8,11 @@ Measured in one run, alternating repetitions so machine load hits both alike:
                  one frame, no codec): the cost of the transport layer alone.
 - ``full``:      :func:`p2pfl.wire.encode` + ``ZmqTransport`` + :func:`p2pfl.wire.decode`
                  (XXH3 checksum computed by the sender and checked by the receiver).
+- ``..._unguarded``: the same with the connection guard off
+                 (``guard_interval_ms=0``, :mod:`p2pfl.transport.guard`): its cost.
+
+The receivers limit frames as a node does (:func:`p2pfl.transport.inbound_frame_limit`
+of the payload), so the guard's budget is a node's.
 
 Each repetition is one message and its ack (latency); ``stream`` repeats the raw
 and full cases with ``--stream`` messages back to back and one ack (throughput,
@@ -32,9 +37,17 @@ import torch
 import zmq
 
 from p2pfl import wire
-from p2pfl.transport import TransportOptions, ZmqTransport, free_tcp_ports
+from p2pfl.transport import TransportOptions, ZmqTransport, free_tcp_ports, inbound_frame_limit
 
-OPTIONS = TransportOptions(hwm=8, send_timeout_s=30.0, reconnect_ivl_ms=20)
+
+def options(payload_bytes: int, guarded: bool) -> TransportOptions:
+    return TransportOptions(
+        hwm=8,
+        send_timeout_s=30.0,
+        reconnect_ivl_ms=20,
+        max_message_bytes=inbound_frame_limit(payload_bytes),
+        guard_interval_ms=TransportOptions.guard_interval_ms if guarded else 0,
+    )
 
 
 # ----------------------------------------------------------------------------- receivers
@@ -56,8 +69,11 @@ def serve_raw(port: int) -> None:
     ctx.term()
 
 
-async def serve_p2pfl(port: int, parent: str, decode_frames: bool) -> None:
-    async with ZmqTransport(1, f"127.0.0.1:{port}", {0: parent}, options=OPTIONS) as t:
+async def serve_p2pfl(
+    port: int, parent: str, decode_frames: bool, payload_bytes: int, guarded: bool
+) -> None:
+    opts = options(payload_bytes, guarded)
+    async with ZmqTransport(1, f"127.0.0.1:{port}", {0: parent}, options=opts) as t:
         print("ready", flush=True)
         while True:
             _, frames = await t.recv()
@@ -105,8 +121,9 @@ class Raw:
 
 
 class P2P:
-    def __init__(self, port: int) -> None:
-        self.t = ZmqTransport(0, "127.0.0.1:0", {1: f"127.0.0.1:{port}"}, options=OPTIONS)
+    def __init__(self, port: int, payload_bytes: int, guarded: bool) -> None:
+        opts = options(payload_bytes, guarded)
+        self.t = ZmqTransport(0, "127.0.0.1:0", {1: f"127.0.0.1:{port}"}, options=opts)
 
     async def transport_only(self, payload: memoryview) -> float:
         begin = time.perf_counter()
@@ -136,53 +153,79 @@ async def run(mb: float, reps: int, stream: int) -> None:
     vector = torch.randn(n, generator=torch.Generator().manual_seed(0))
     payload = vector.numpy().data.cast("B")
     nbytes = payload.nbytes
-    raw_port, codec_port, plain_port = free_tcp_ports(3)
+    raw_port, *ports = free_tcp_ports(5)
 
     raw_child = start(["--serve-raw", str(raw_port)])
     raw = Raw(raw_port)
-    codec = P2P(codec_port)
-    codec_child = start(["--serve-p2pfl", str(codec_port), codec.t.endpoint, "--decode"])
-    plain = P2P(plain_port)
-    plain_child = start(["--serve-p2pfl", str(plain_port), plain.t.endpoint])
-    times: dict[str, list[float]] = {
-        k: [] for k in ("raw", "transport", "full", "raw_stream", "full_stream")
-    }
+    receivers: dict[str, P2P] = {}
+    children = [raw_child]
+    for (name, decode, guarded), port in zip(
+        (
+            ("codec", True, True),
+            ("plain", False, True),
+            ("codec_unguarded", True, False),
+            ("plain_unguarded", False, False),
+        ),
+        ports,
+        strict=True,
+    ):
+        receivers[name] = P2P(port, nbytes, guarded)
+        argv = ["--serve-p2pfl", str(port), receivers[name].t.endpoint, "--payload", str(nbytes)]
+        argv += ["--decode"] if decode else []
+        argv += [] if guarded else ["--unguarded"]
+        children.append(start(argv))
+    codec, plain = receivers["codec"], receivers["plain"]
+    codec_u, plain_u = receivers["codec_unguarded"], receivers["plain_unguarded"]
+    keys = (
+        "raw",
+        "transport",
+        "transport_unguarded",
+        "full",
+        "full_unguarded",
+        "raw_stream",
+        "full_stream",
+        "full_stream_unguarded",
+    )
+    times: dict[str, list[float]] = {k: [] for k in keys}
     try:
         for rep in range(reps + 2):  # two warm-up rounds
             sample = {
                 "raw": raw.once(payload, 1),
                 "transport": await plain.transport_only(payload),
+                "transport_unguarded": await plain_u.transport_only(payload),
                 "full": await codec.full(vector, 1),
+                "full_unguarded": await codec_u.full(vector, 1),
                 "raw_stream": raw.once(payload, stream),
                 "full_stream": await codec.full(vector, stream),
+                "full_stream_unguarded": await codec_u.full(vector, stream),
             }
             if rep >= 2:
                 for key, value in sample.items():
                     times[key].append(value)
     finally:
         raw.close()
-        await codec.t.send(1, [b"stop"])
-        await plain.t.send(1, [b"stop"])
-        for child in (raw_child, codec_child, plain_child):
+        for receiver in receivers.values():
+            await receiver.t.send(1, [b"stop"])
+        for child in children:
             try:
                 child.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 child.kill()
-        await codec.t.close()
-        await plain.t.close()
+        for receiver in receivers.values():
+            await receiver.t.close()
 
     print(f"payload {nbytes / 1e6:.1f} MB float32, {reps} repetitions, medians")
     base = statistics.median(times["raw"])
-    for key, count in (("raw", 1), ("transport", 1), ("full", 1)):
+    for key in ("raw", "transport", "transport_unguarded", "full", "full_unguarded"):
         t = statistics.median(times[key])
         print(
-            f"  {key:<11} {t * 1e3:7.1f} ms  {nbytes * count / t / 1e6:7.0f} MB/s  ratio to raw {base / t:5.2f}"
+            f"  {key:<21} {t * 1e3:7.1f} ms  {nbytes / t / 1e6:7.0f} MB/s  ratio to raw {base / t:5.2f}"
         )
     base = statistics.median(times["raw_stream"])
-    for key in ("raw_stream", "full_stream"):
+    for key in ("raw_stream", "full_stream", "full_stream_unguarded"):
         t = statistics.median(times[key])
         print(
-            f"  {key:<11} {t * 1e3:7.1f} ms  {nbytes * stream / t / 1e6:7.0f} MB/s  "
+            f"  {key:<21} {t * 1e3:7.1f} ms  {nbytes * stream / t / 1e6:7.0f} MB/s  "
             f"ratio to raw {base / t:5.2f}  ({stream} messages)"
         )
 
@@ -213,11 +256,14 @@ def main() -> None:
         "--serve-p2pfl", nargs=2, metavar=("PORT", "PARENT"), help=argparse.SUPPRESS
     )
     parser.add_argument("--decode", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--unguarded", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--payload", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_raw is not None:
         serve_raw(args.serve_raw)
     elif args.serve_p2pfl is not None:
-        asyncio.run(serve_p2pfl(int(args.serve_p2pfl[0]), args.serve_p2pfl[1], args.decode))
+        port, parent = args.serve_p2pfl
+        asyncio.run(serve_p2pfl(int(port), parent, args.decode, args.payload, not args.unguarded))
     else:
         asyncio.run(run(args.mb, args.reps, args.stream))
 

@@ -45,7 +45,7 @@ from p2pfl.node.node import Node
 from p2pfl.node.setup import NodeSetup
 from p2pfl.security import SecurityContext, security_for_node
 from p2pfl.topology import Topology, parse_address
-from p2pfl.transport import TransportError, TransportOptions, ZmqTransport
+from p2pfl.transport import TransportError, TransportOptions, ZmqTransport, inbound_frame_limit
 
 LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
@@ -187,7 +187,12 @@ async def _serve(
         loop.add_signal_handler(signum, stop, signum)
     me = setup.node_id
     peers = {j: addresses[j] for j in setup.neighbours}
-    max_bytes = int(setup.network.max_message_mb * 2**20)
+    # frames as large as one vector plus a header; network.max_message_mb only caps it
+    max_bytes = inbound_frame_limit(
+        setup.initial.nbytes,
+        cap_bytes=int(setup.network.max_message_mb * 2**20),
+        cap_name="network.max_message_mb",
+    )
     with security.socket_hook() as hook:
         options = TransportOptions(max_message_bytes=max_bytes, configure_socket=hook)
         try:

@@ -2,7 +2,9 @@
 
 ``ZmqTransport`` runs over ZeroMQ sockets; ``MemoryTransport`` on a ``MemoryNetwork``
 inside one process, for tests. Both implement :class:`Transport` and pass the same
-contract test.
+contract test. :func:`inbound_frame_limit` derives a node's inbound size limit from
+its model (:mod:`p2pfl.transport.limits`); :mod:`p2pfl.transport.guard` bounds what
+each incoming ZeroMQ connection can make the node hold.
 """
 
 from p2pfl.transport.base import (
@@ -17,6 +19,7 @@ from p2pfl.transport.base import (
     UnknownPeerError,
     normalize_address,
 )
+from p2pfl.transport.limits import inbound_frame_limit
 from p2pfl.transport.memory import MemoryNetwork, MemoryTransport
 from p2pfl.transport.ports import free_tcp_ports
 from p2pfl.transport.zeromq import ZmqTransport
@@ -35,5 +38,6 @@ __all__ = [
     "UnknownPeerError",
     "ZmqTransport",
     "free_tcp_ports",
+    "inbound_frame_limit",
     "normalize_address",
 ]

@@ -124,7 +124,12 @@ class TransportOptions:
     RCVHWM); ``max_message_bytes``: largest frame accepted (ZeroMQ MAXMSGSIZE);
     ``heartbeat_ivl_ms`` / ``heartbeat_timeout_ms``: ZMTP heartbeats, a connection
     silent for the timeout is closed (and reconnected every ``reconnect_ivl_ms``,
-    backing off to ``reconnect_ivl_max_ms``); ``send_timeout_s``: the longest a
+    backing off to ``reconnect_ivl_max_ms``); ``handshake_ivl_ms``: a connection
+    that has not completed its ZMTP/CurveZMQ handshake by then is dropped (ZeroMQ
+    HANDSHAKE_IVL; libzmq's default is 30 s, a loopback CurveZMQ handshake takes a
+    few ms); ``guard_interval_ms``: how often the connection guard checks what each
+    incoming connection makes ZeroMQ hold (:mod:`p2pfl.transport.guard`; 0: no
+    guard); ``send_timeout_s``: the longest a
     ``send`` waits before dropping; ``close_linger_ms``: how long ``close`` lets
     messages already queued (a goodbye, a last round's vector) go out before
     dropping them (ZeroMQ LINGER at close; 0: drop at once); ``configure_socket``:
@@ -137,6 +142,8 @@ class TransportOptions:
     heartbeat_timeout_ms: int = 5000
     reconnect_ivl_ms: int = 100
     reconnect_ivl_max_ms: int = 2000
+    handshake_ivl_ms: int = 5000
+    guard_interval_ms: int = 5
     send_timeout_s: float = 1.0
     close_linger_ms: int = 1000
     configure_socket: SocketHook | None = None
@@ -149,12 +156,18 @@ class TransportOptions:
             "heartbeat_timeout_ms",
             "reconnect_ivl_ms",
             "reconnect_ivl_max_ms",
+            "handshake_ivl_ms",
         ):
             _positive_int(getattr(self, name), name)
         linger = self.close_linger_ms
         if type(linger) is not int or linger < 0:
             raise ConfigError(
                 f"TransportOptions.close_linger_ms must be a non-negative int, got {linger!r}"
+            )
+        guard = self.guard_interval_ms
+        if type(guard) is not int or not 0 <= guard <= 1000:
+            raise ConfigError(
+                f"TransportOptions.guard_interval_ms must be an int in [0, 1000], got {guard!r}"
             )
         if self.max_message_bytes > 2**62:
             raise ConfigError("TransportOptions.max_message_bytes must be at most 2**62")
@@ -179,12 +192,17 @@ class TransportOptions:
 
 @dataclass(frozen=True)
 class TransportStats:
-    """Counters since the transport was created: messages queued, dropped and received."""
+    """Counters since the transport was created: messages queued, dropped and received.
+
+    ``connections_cut``: incoming connections the transport closed because they made
+    it hold more than their budget (``ZmqTransport``'s guard; always 0 elsewhere).
+    """
 
     sent: int
     dropped: int
     received: int
     dropped_by_peer: Mapping[int, int]
+    connections_cut: int = 0
 
 
 class Received(NamedTuple):
@@ -270,6 +288,10 @@ class Transport(abc.ABC):
     async def _close(self) -> None:
         """Release sockets and queues (called once)."""
 
+    def _connections_cut(self) -> int:
+        """Incoming connections closed for holding too much (see :class:`TransportStats`)."""
+        return 0
+
     # -- the interface -------------------------------------------------------------
 
     @property
@@ -288,6 +310,7 @@ class Transport(abc.ABC):
             dropped=sum(self._dropped.values()),
             received=self._received,
             dropped_by_peer=dict(self._dropped),
+            connections_cut=self._connections_cut(),
         )
 
     async def send(self, peer: int, frames: Sequence[Frame]) -> bool:

@@ -14,11 +14,21 @@ Sockets (see :mod:`p2pfl.transport.base` for the semantics they implement):
   and is then dropped, instead of piling stale rounds into an unbounded backlog.
 
 Every socket gets ``SNDHWM``/``RCVHWM`` = ``options.hwm``, ``MAXMSGSIZE`` =
-``options.max_message_bytes`` (a peer sending a larger frame is disconnected), ZMTP
+``options.max_message_bytes`` (a peer sending a larger frame, handshake frames
+included, is disconnected; a node derives it from its model with
+:func:`p2pfl.transport.limits.inbound_frame_limit`), ``HANDSHAKE_IVL`` =
+``options.handshake_ivl_ms``, ZMTP
 heartbeats (``HEARTBEAT_IVL``/``TIMEOUT``/``TTL``) so a silent peer's connection is
 closed and retried with back-off (``RECONNECT_IVL``/``RECONNECT_IVL_MAX``), and then
 ``options.configure_socket`` (the place for CurveZMQ keys), before
 ``bind``/``connect``.
+
+Memory per incoming connection
+    RCVHWM counts whole messages and MAXMSGSIZE single frames; neither bounds a
+    message that never ends. A :class:`~p2pfl.transport.guard.ConnectionGuard`
+    (every ``options.guard_interval_ms``, on Linux over TCP) closes an incoming
+    connection that makes libzmq hold more than ``hwm + 2`` largest messages (64 KiB
+    before a CurveZMQ peer is authenticated); ``stats.connections_cut`` counts them.
 
 Sends are zero-copy (``copy=False``); ``zmq.asyncio`` first tries a non-blocking
 send and otherwise waits for the socket to become writable, under the base
@@ -74,6 +84,7 @@ from p2pfl.transport.base import (
     TransportOptions,
     normalize_address,
 )
+from p2pfl.transport.guard import ConnectionGuard, GuardBudget, guard_supported
 from p2pfl.wire import Frame
 
 __all__ = ["NODE_PROPERTY", "ZmqTransport", "node_metadata", "peer_of_property"]
@@ -132,11 +143,19 @@ class ZmqTransport(Transport):
         bind_endpoint = normalize_address(bind_address)
         self._ctx = zmq.asyncio.Context(io_threads=1)
         self._pushes: dict[int, zmq.asyncio.Socket] = {}
+        self._guard: ConnectionGuard | None = None
         try:
             self._pull = self._socket(zmq.PULL, SocketRole.INCOMING, None)
             # Read after the hook ran: it is what makes the PULL a CurveZMQ server.
             self._authenticated = self._pull.getsockopt(zmq.MECHANISM) == zmq.CURVE
             self._identity_property = "User-Id" if self._authenticated else NODE_PROPERTY
+            o = self.options
+            if o.guard_interval_ms and bind_endpoint.startswith("tcp://") and guard_supported():
+                # before bind: no accepted connection is missed
+                budget = GuardBudget(
+                    o.max_message_bytes, o.hwm, o.heartbeat_ivl_ms, curve=self._authenticated
+                )
+                self._guard = ConnectionGuard(self._pull, budget, o.guard_interval_ms / 1000)
             try:
                 self._pull.bind(bind_endpoint)
             except zmq.ZMQError as exc:
@@ -155,7 +174,12 @@ class ZmqTransport(Transport):
                         f"cannot connect to peer {peer} at {address}: {exc}"
                     ) from None
                 self._pushes[peer] = push
+            if self._guard is not None:
+                port = int(self._endpoint.rsplit(":", 1)[1])
+                self._guard.start(port, name=f"p2pfl-guard-{node_id}")
         except BaseException:
+            if self._guard is not None:
+                self._guard.close()
             self._ctx.destroy(linger=0)
             raise
 
@@ -167,6 +191,7 @@ class ZmqTransport(Transport):
             (zmq.SNDHWM, o.hwm),
             (zmq.RCVHWM, o.hwm),
             (zmq.MAXMSGSIZE, o.max_message_bytes),
+            (zmq.HANDSHAKE_IVL, o.handshake_ivl_ms),
             (zmq.HEARTBEAT_IVL, o.heartbeat_ivl_ms),
             (zmq.HEARTBEAT_TIMEOUT, o.heartbeat_timeout_ms),
             (zmq.HEARTBEAT_TTL, o.heartbeat_timeout_ms),
@@ -202,10 +227,17 @@ class ZmqTransport(Transport):
                 continue
             except zmq.ZMQError as exc:
                 raise TransportError(f"receive failed: {exc}") from None
+        if self._guard is not None:
+            self._guard.delivered(parts)
         # Every frame of a message carries its connection's properties; read the first.
         return Received(peer_of_property(_property(parts[0], self._identity_property)), parts)
 
+    def _connections_cut(self) -> int:
+        return 0 if self._guard is None else self._guard.cut
+
     async def _close(self) -> None:
+        if self._guard is not None:
+            self._guard.close()  # before the context: it reads the monitor's socket
         # destroy, not term: term would wait forever for sockets a hook opened in
         # this context (a ZAP handler) when the transport closes first. The linger
         # lets a message just handed to ZeroMQ (a goodbye) reach the wire: with 0 it

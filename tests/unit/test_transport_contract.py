@@ -375,6 +375,11 @@ async def test_bad_ids_and_addresses_are_config_errors(
         ("send_timeout_s", "1", "send_timeout_s must be a positive number"),
         ("close_linger_ms", -1, "close_linger_ms must be a non-negative int"),
         ("close_linger_ms", 0.5, "close_linger_ms must be a non-negative int"),
+        ("handshake_ivl_ms", 0, "handshake_ivl_ms must be a positive int"),
+        ("handshake_ivl_ms", 2.5, "handshake_ivl_ms must be a positive int"),
+        ("guard_interval_ms", -1, "guard_interval_ms must be an int in \\[0, 1000\\]"),
+        ("guard_interval_ms", 1001, "guard_interval_ms must be an int in \\[0, 1000\\]"),
+        ("guard_interval_ms", True, "guard_interval_ms must be an int in \\[0, 1000\\]"),
         ("configure_socket", 3, "configure_socket must be callable"),
     ],
 )
@@ -416,7 +421,7 @@ def test_free_tcp_ports_are_distinct_and_validated() -> None:
 
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in vars(transport_pkg) if not name.startswith("_")}
-    modules = {"base", "memory", "ports", "zeromq"}
+    modules = {"base", "guard", "limits", "memory", "ports", "zeromq"}
 
     assert public - modules == set(transport_pkg.__all__)
 
