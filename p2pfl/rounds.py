@@ -23,6 +23,7 @@ import torch
 from p2pfl.aggregators import Aggregator, Neighbourhood
 from p2pfl.attacks import Attack, AttackView
 from p2pfl.attacks.view import Needs
+from p2pfl.learning import FunctionalModel, evaluate
 from p2pfl.seeding import generator_for
 
 ATTACK_STREAM = 0xA77AC
@@ -60,6 +61,28 @@ def diverged(x: torch.Tensor) -> torch.Tensor:
     finite but exploding one goes on, and its model is evaluated as it is.
     """
     return divergence(x)[0]
+
+
+def score(
+    fmodel: FunctionalModel,
+    params: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accuracy and loss ``(N,)`` of every row of ``params`` (:func:`~p2pfl.learning.evaluate`),
+    a diverged row (:func:`divergence`) scored at chance, ``1 / num_classes``, loss NaN.
+
+    The predictions of a diverged model mean nothing (one with weights around 1e30
+    still classifies most digits), and scoring them would make a failed defence look
+    fine. The simulator and the node score with this one function.
+    """
+    acc, loss = evaluate(fmodel, params, x, y)
+    broken, _ = divergence(params)
+    if bool(broken.any()):
+        acc[broken] = 1.0 / num_classes
+        loss[broken] = float("nan")
+    return acc, loss
 
 
 def hood_weights(mixing: torch.Tensor, node: int, senders: Sequence[int]) -> torch.Tensor:

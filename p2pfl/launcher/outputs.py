@@ -126,6 +126,17 @@ def node_rejections(node_counters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def diverged_nodes(node_counters: Mapping[str, Any], byzantine: Iterable[int]) -> dict[str, int]:
+    """``{"node": round}`` of each honest node whose vector diverged (as ``p2pfl sim`` reports)."""
+    byz = {str(b) for b in byzantine}
+    out = {}
+    for node, counters in node_counters.items():
+        r = counters.get("diverged_round") if isinstance(counters, Mapping) else None
+        if type(r) is int and str(node) not in byz:
+            out[str(node)] = r
+    return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
+
+
 def write_run(
     out: Path,
     records: Sequence[dict[str, Any]],
@@ -151,6 +162,7 @@ def write_run(
             **extra,
             "rejections": node_rejections(counters),
             HEALTH_KEY: node_health(counters),
+            "diverged_nodes": diverged_nodes(counters, extra.get("byzantine_nodes", ())),
         }
     summary = summarize_records(ordered, scenario, wall_seconds, extra=extra)
     write_json(out / "summary.json", summary)

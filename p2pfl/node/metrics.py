@@ -51,7 +51,8 @@ WARNING_KINDS = (
     "kept_own",  # too few inputs for the rule: the node kept its own vector
     "skipped_rounds",  # a catch-up round jumped over rounds
     "refused_peer",  # a neighbour announced another model and is refused
-    "diverged",  # the node's own parameters became non-finite
+    "diverged",  # the node's own parameters diverged (non-finite or exploding)
+    "knowledge",  # an attacker sees too little to act differently from an honest node
 )
 
 
@@ -73,6 +74,7 @@ class NodeCounters:
     rounds_kept_own: int = 0  # fewer inputs than the rule needs: kept the own vector
     rounds_waited_out: int = 0  # a deadline passed with a live neighbour's vector missing
     warnings: dict[str, int] = field(default_factory=dict)  # by WARNING_KINDS
+    diverged_round: int | None = None  # the round its own vector first diverged
     inbox_dropped: dict[str, int] = field(default_factory=dict)  # by RoundInbox outcome
     inbox_unused: int = 0
     outbox_dropped: int = 0  # oldest queued message given up for a slow or dead peer
@@ -89,6 +91,7 @@ class NodeCounters:
             "rounds_kept_own": self.rounds_kept_own,
             "rounds_waited_out": self.rounds_waited_out,
             "warnings": dict(self.warnings),
+            "diverged_round": self.diverged_round,
             "inbox_dropped": dict(self.inbox_dropped),
             "inbox_unused": self.inbox_unused,
             "outbox_dropped": self.outbox_dropped,

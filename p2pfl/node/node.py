@@ -119,11 +119,14 @@ from p2pfl.node.setup import NodeSetup
 from p2pfl.rounds import (
     DIVERGENCE_BOUND,
     aggregate,
+    attack_geometry,
     attack_view,
     byzantine_state,
     craft_messages,
     divergence,
     hood_weights,
+    knowledge_warnings,
+    score,
 )
 from p2pfl.transport import Transport, TransportClosed
 from p2pfl.validation import Expectations, forget_before, screen
@@ -305,6 +308,14 @@ class Node:
         )
         if self._resumed_from is not None:
             self.log.event("resume", round=self._resumed_from)
+        if s.role == "vector":
+            assert s.attack is not None
+            visible = [j for j in s.neighbours if j not in s.byzantine]
+            geometry = attack_geometry(
+                s.node_id, visible, s.neighbours, s.adjacency.__getitem__, s.byzantine, s.mixing
+            )
+            for text in knowledge_warnings(s.attack, [geometry], "local"):
+                self._warn("knowledge", 0, [], text)
         status = "stopped"
         try:
             async with Outbox(
@@ -491,6 +502,7 @@ class Node:
         exploded, non_finite = (bool(x) for x in divergence(own))
         if exploded and not self._diverged:
             self._diverged = True
+            self.counters.diverged_round = r
             self._warn(
                 "diverged",
                 r,
@@ -819,7 +831,7 @@ class Node:
     async def _evaluate(self, r: int) -> None:
         s = self.setup
         acc, loss = await asyncio.to_thread(
-            evaluate, s.fmodel, self._params.reshape(1, -1), s.test_x, s.test_y
+            score, s.fmodel, self._params.reshape(1, -1), s.test_x, s.test_y, s.num_classes
         )
         record = self.log.event(
             "eval",

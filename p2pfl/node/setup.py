@@ -59,6 +59,7 @@ class NodeSetup:
     training: TrainingSpec
     test_x: torch.Tensor
     test_y: torch.Tensor
+    num_classes: int
     mixing: torch.Tensor  # (n, n)
     aggregator: Aggregator
     f: int
@@ -129,6 +130,13 @@ class NodeSetup:
                 "byzantine.knowledge: 'omniscient' attacks need every honest node's vector, "
                 "which only the simulator has; use 'local' for networked runs"
             )
+        if exp.aggregator.needs_oracle:
+            raise ConfigError(
+                f"aggregator {exp.aggregator.name!r} with parameters "
+                f"{exp.aggregator.parameters} needs to know which of its inputs are Byzantine, "
+                "which only the simulator knows; networked runs need a rule without that "
+                "oracle (e.g. ClippedGossip's radius 'fixed' or 'adaptive')"
+            )
         role = _role(exp, node_id)
         adjacency = {i: tuple(exp.neighbours(i)) for i in range(exp.n)}
         mine = adjacency[node_id]
@@ -147,6 +155,7 @@ class NodeSetup:
             training=exp.training,
             test_x=exp.test.x,
             test_y=exp.test.y,
+            num_classes=exp.train.num_classes,
             mixing=exp.mixing,
             aggregator=exp.aggregator,
             f=int(exp.f_per_node[node_id]),

@@ -34,7 +34,7 @@ import torch
 from p2pfl.aggregators import Neighbourhood
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
-from p2pfl.learning import evaluate, local_steps
+from p2pfl.learning import local_steps
 from p2pfl.rounds import (
     AttackGeometry,
     aggregate_hood,
@@ -43,6 +43,7 @@ from p2pfl.rounds import (
     divergence,
     hood_weights,
     knowledge_warnings,
+    score,
 )
 from p2pfl.sim.plan import AggregationGroup, RoundPlan, make_plan
 
@@ -278,11 +279,7 @@ class Simulation:
 
     def evaluate(self) -> RoundMetrics:
         exp = self.exp
-        acc, loss = evaluate(exp.fmodel, self.params, exp.test.x, exp.test.y)
-        broken, _ = divergence(self.params)
-        if bool(broken.any()):  # predictions of a diverged model mean nothing: chance level
-            acc[broken] = 1.0 / exp.train.num_classes
-            loss[broken] = float("nan")
+        acc, loss = score(exp.fmodel, self.params, exp.test.x, exp.test.y, exp.train.num_classes)
         mean = self.params.index_select(0, self._alive_honest).mean(0)
         dist = ((self.params - mean) ** 2).sum(1)
         alive = self._honest_mask.clone()

@@ -117,3 +117,16 @@ def test_final_table_lists_nodes_with_warnings_or_says_there_were_none(
     assert "node health: 1 of 2 nodes had warnings" in out
     assert "suspected: 2" in out
     assert "│    7 │" in out and "│    0 │" not in out.split("node health")[1]
+
+
+def test_diverged_nodes_lists_honest_nodes_with_their_round() -> None:
+    from p2pfl.launcher.outputs import diverged_nodes
+
+    counters = {
+        "0": {"diverged_round": 7},
+        "1": {"diverged_round": None},
+        "2": {"diverged_round": 3},  # Byzantine: not reported
+        "10": {"diverged_round": 12},
+        "3": {},  # an older log without the counter
+    }
+    assert diverged_nodes(counters, [2]) == {"0": 7, "10": 12}

@@ -21,7 +21,7 @@ from p2pfl.config import load_scenario
 from p2pfl.errors import ConfigError, ProtocolError
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.node import Node, NodeLog, NodeResult, NodeSetup
-from p2pfl.sim import Simulation
+from p2pfl.sim import SimResult, Simulation
 from p2pfl.transport import MemoryNetwork, MemoryTransport, TransportOptions
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,14 +84,22 @@ async def run_all(exp: Experiment) -> dict[int, NodeResult]:
     return {r.node_id: r for r in results}
 
 
-def assert_parity(exp: Experiment, results: dict[int, NodeResult]) -> None:
+def assert_parity_of_accuracies(exp: Experiment, results: dict[int, NodeResult]) -> SimResult:
     sim = Simulation(exp).run()
     for m in sim.history:
         for i in range(exp.n):
             (rec,) = [e for e in results[i].evaluations if e["round"] == m.round]
             assert rec["accuracy"] == pytest.approx(float(m.accuracy[i]), abs=1e-6)
-            assert rec["train_loss"] == pytest.approx(float(m.train_loss[i]), rel=1e-5)
             assert rec["byzantine"] == (i in exp.byzantine)
+    return sim
+
+
+def assert_parity(exp: Experiment, results: dict[int, NodeResult]) -> None:
+    sim = assert_parity_of_accuracies(exp, results)
+    for m in sim.history:
+        for i in range(exp.n):
+            (rec,) = [e for e in results[i].evaluations if e["round"] == m.round]
+            assert rec["train_loss"] == pytest.approx(float(m.train_loss[i]), rel=1e-5)
     for i in range(exp.n):
         torch.testing.assert_close(results[i].params, sim.params[i], rtol=1e-5, atol=1e-6)
 
@@ -407,3 +415,50 @@ async def test_checkpoints_every_k_rounds_hold_the_node_state(tmp_path) -> None:
     assert torch.equal(ckpt.params, results[2].params)
     assert ckpt.momentum is not None and ckpt.momentum.shape == (exp.initial.numel(),)
     assert len(list((tmp_path / "node-2").glob("*.ckpt"))) == 2  # rounds 2 and 4
+
+
+def test_setup_refuses_a_rule_that_needs_to_know_the_byzantine_inputs() -> None:
+    exp = experiment(
+        "byzantine.count=0",
+        "aggregator.name=clipped_gossip",
+        'aggregator.params={radius = "theorem"}',
+    )
+    with pytest.raises(ConfigError, match="only the simulator knows"):
+        NodeSetup.from_experiment(exp, 0)
+
+
+async def test_diverging_nodes_are_scored_at_chance_as_in_the_simulator() -> None:
+    exp = experiment(
+        "byzantine.count=0", "aggregator.name=mean", "aggregator.f=0", "training.lr=1e6"
+    )
+
+    results = await run_all(exp)
+
+    assert_parity_of_accuracies(exp, results)
+    chance = 1.0 / exp.train.num_classes
+    for r in results.values():
+        assert r.counters.diverged_round is not None
+        assert r.evaluations[-1]["accuracy"] == pytest.approx(chance)
+
+
+async def test_an_attacker_that_sees_too_little_says_so() -> None:
+    # On a ring, a dissensus attacker never sees its targets' other neighbours: with local
+    # knowledge it would send each target its own vector. The node warns, as sim does.
+    exp = experiment(
+        "byzantine.nodes=[3]", "byzantine.attack=dissensus", "aggregator.name=mean", "run.rounds=1"
+    )
+    network = Network(exp)
+    logs = {i: NodeLog(i) for i in range(exp.n)}
+    try:
+        nodes = [
+            Node(NodeSetup.from_experiment(exp, i), network.transports[i], log=logs[i])
+            for i in range(exp.n)
+        ]
+        await asyncio.gather(*(n.run() for n in nodes))
+    finally:
+        await network.close()
+
+    kinds = {i: [e["kind"] for e in logs[i].events if e["event"] == "warning"] for i in logs}
+    assert kinds[3] == ["knowledge"]
+    assert all(kinds[i] == [] for i in logs if i != 3)
+    assert nodes[3].counters.warnings == {"knowledge": 1}
