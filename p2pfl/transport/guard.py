@@ -109,7 +109,8 @@ SLACK_BYTES = 256 * 2**10
 #: What a connection may make libzmq hold before CurveZMQ authenticated it.
 UNAUTHENTICATED_BYTES = 64 * 2**10
 #: Greeting (64) + WELCOME (2 + 168) + the smallest READY (2 + 30): a CurveZMQ server
-#: that has sent less has not accepted the client (an ERROR reply is at most 12 + 20).
+#: that has sent less has not accepted the client (its ERROR reply, 12 bytes with
+#: ZAP's 3-digit status, keeps it below).
 CURVE_SERVER_HANDSHAKE_BYTES = 64 + 170 + 32
 
 # struct tcp_info (linux/tcp.h): u64 tcpi_bytes_acked at 120, tcpi_bytes_received at 128.
