@@ -15,6 +15,7 @@ epsilons differ; a run reports every honest node's epsilon and their maximum.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -55,8 +56,11 @@ def solve_noise_multiplier(
     """The smallest noise multiplier (to ``1%`` of the target) with epsilon <= ``target_epsilon``."""
     _, utils = _opacus()
     try:
-        return float(
-            utils.get_noise_multiplier(
+        with warnings.catch_warnings():
+            # its search tries noise levels far below the answer, whose best RDP order is
+            # the largest one tried; that says nothing about the noise it returns
+            warnings.filterwarnings("ignore", "Optimal order is the largest alpha")
+            sigma = utils.get_noise_multiplier(
                 target_epsilon=target_epsilon,
                 target_delta=delta,
                 sample_rate=sample_rate,
@@ -64,7 +68,7 @@ def solve_noise_multiplier(
                 accountant="rdp",
                 epsilon_tolerance=0.01 * target_epsilon,
             )
-        )
+        return float(sigma)
     except ValueError as exc:
         raise ConfigError(f"privacy.target_epsilon: {exc}") from None
 
