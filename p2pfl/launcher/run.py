@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from p2pfl.experiment import Experiment
 from p2pfl.launcher.fleet import NodeExit, NodeFleet
 from p2pfl.launcher.outputs import NodeOutputs, add_final_distances, read_node_outputs, write_run
 from p2pfl.launcher.plan import LaunchPlan
@@ -39,22 +38,6 @@ class LaunchResult:
     @property
     def failed(self) -> list[NodeExit]:
         return [e for e in self.exits if not e.ok]
-
-
-def launch_privacy(exp: Experiment, ends: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """``summary.json``'s privacy fields (empty without DP) for the honest nodes that ended.
-
-    Epsilons are recomputed from each node's trained rounds (``rounds_trained`` of
-    its ``end`` event), with the one function the simulator uses.
-    """
-    from p2pfl.privacy.accounting import privacy_report
-
-    dp = exp.training.privacy
-    if dp is None:
-        return {}
-    honest = [k for k in ends if k not in exp.byzantine]
-    steps = {k: int(ends[k].get("rounds_trained", 0)) * exp.training.local_steps for k in honest}
-    return privacy_report(dp, exp.training.batch_size, exp.local.sizes, steps, honest)
 
 
 async def launch(
@@ -109,7 +92,6 @@ async def launch(
                 "secure": not plan.insecure,
                 "node_exits": {str(e.node): e.reason for e in exits},
                 "node_counters": {str(k): v for k, v in sorted(outputs.ends.items())},
-                **launch_privacy(exp, outputs.ends),
             },
             topology=dataclasses.replace(plan.topology, byzantine=exp.byzantine),
             title=plan.scenario.run.name,

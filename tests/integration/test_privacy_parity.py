@@ -88,7 +88,8 @@ def test_private_launch_matches_the_simulator(run_dir: Path) -> None:
     assert summary["epsilon"] == pytest.approx(expected["epsilon"], rel=1e-12)
     assert summary["epsilon_per_node"] == pytest.approx(expected["epsilon_per_node"], rel=1e-12)
     assert set(summary["epsilon_per_node"]) == {"0", "2", "3", "4"}  # honest nodes only
-    assert summary["delta"] == expected["delta"]
+    for key in ("delta", "noise_multiplier", "clip_norm"):
+        assert summary[key] == expected[key], key
     for node in (0, 3):
         log = (out / "nodes" / f"node-{node}.jsonl").read_text().splitlines()
         (end,) = [e for e in map(json.loads, log) if e.get("event") == "end"]

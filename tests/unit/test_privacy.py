@@ -23,6 +23,7 @@ from p2pfl.cli.main import main
 from p2pfl.config import PrivacyConfig, Scenario, load_scenario, scenario_from_dict
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import build_experiment
+from p2pfl.launcher.outputs import privacy_fields
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec, local_steps
 from p2pfl.params import flatten
 from p2pfl.privacy import DPSpec, NoiseStreams, poisson_batches, sample_rates, seeded_noise
@@ -293,3 +294,21 @@ def test_sim_cli_reports_epsilon(tmp_path: Path, capsys: pytest.CaptureFixture[s
     text = " ".join(capsys.readouterr().out.split())
     assert f"epsilon {summary['epsilon']:.3g}" in text
     assert f"delta {summary['delta']:.3g}" in text
+
+
+def test_networked_summaries_take_each_honest_nodes_epsilon_from_its_end_event() -> None:
+    run = {"delta": 0.01, "noise_multiplier": 1.5, "clip_norm": 2.0}
+    counters = {
+        "0": {"rounds_trained": 4, "epsilon": 3.5, **run},
+        "1": {"rounds_trained": 4, "epsilon": 9.0, **run},  # Byzantine: not reported
+        "2": {"rounds_trained": 3, "epsilon": 2.5, **run},
+        "10": {"rounds_trained": 4, "epsilon": 3.75, **run},
+    }
+    fields = privacy_fields(counters, [1])
+    assert fields == {
+        "epsilon": 3.75,
+        "epsilon_per_node": {"0": 3.5, "2": 2.5, "10": 3.75},
+        **run,
+    }
+    assert list(fields["epsilon_per_node"]) == ["0", "2", "10"]
+    assert privacy_fields({"0": {"rounds_trained": 4}}, []) == {}
