@@ -133,6 +133,7 @@ class FunctionalModel:
         y: torch.Tensor,
         weight: torch.Tensor,
         clip_norm: float,
+        max_bytes: int = 256 << 20,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """DP-SGD's clipped sum ``sum_b weight[:, b] * clip(g_b, C)`` ``(N, d)``, and the loss sum ``(N,)``.
 
@@ -141,11 +142,26 @@ class FunctionalModel:
         samples of each node's batch and 0 for padding. ReLU MLPs take the
         closed-form path of :meth:`ReluMLP.clipped_grad_sum` (no per-sample
         gradient is formed); other models ``vmap(vmap(grad(...)))`` over nodes and
-        samples, ``(N, B, d)`` in memory.
+        samples, ``(N, B, d)`` in memory, in chunks of nodes of at most ``max_bytes``.
         """
         if self._relu_mlp is not None and self._relu_mlp.accepts(x):
             return self._relu_mlp.clipped_grad_sum(params, x, y, weight, clip_norm)
-        n = params.shape[0]
+        # (chunk, B, d) per-sample gradients at a time, at most ~max_bytes of them
+        n, batch = y.shape
+        chunk = max(1, max_bytes // max(1, 4 * batch * params.shape[1]))
+        if n > chunk:
+            parts = [
+                self.clipped_grad_sum(
+                    params[i : i + chunk],
+                    x[i : i + chunk],
+                    y[i : i + chunk],
+                    weight[i : i + chunk],
+                    clip_norm,
+                    max_bytes,
+                )
+                for i in range(0, n, chunk)
+            ]
+            return torch.cat([p for p, _ in parts]), torch.cat([s for _, s in parts])
         state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
         g, losses = self._sample_grads(state, x, y)
         per_sample = torch.cat([g[name].flatten(2) for name, *_ in self._slots], dim=2)

@@ -102,6 +102,21 @@ def test_per_sample_clipping_is_exact(kind: str, clip: float, seed: int) -> None
         assert float(loss_sum[k]) == pytest.approx(float((ce * w[k]).sum()), rel=1e-5)
 
 
+def test_generic_path_in_chunks_of_nodes_gives_the_same_sums() -> None:
+    model = _models()["generic_cnn"]
+    fm = FunctionalModel(model)
+    g = torch.Generator().manual_seed(2)
+    params = flatten(model).repeat(5, 1) + 0.1 * torch.randn(5, fm.layout.size, generator=g)
+    x = torch.randn(5, 4, 1, 8, 8, generator=g)
+    y = torch.randint(0, 10, (5, 4), generator=g)
+    w = torch.ones(5, 4)
+    whole = fm.clipped_grad_sum(params, x, y, w, 0.5)
+    one_node = 4 * 4 * fm.layout.size  # bytes of one node's per-sample gradients
+    chunked = fm.clipped_grad_sum(params, x, y, w, 0.5, max_bytes=2 * one_node)
+    for a, b in zip(whole, chunked, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_clipping_bounds_every_sample_and_leaves_small_ones_alone() -> None:
     fm = FunctionalModel(_models()["relu_mlp"])
     params = flatten(fm.module).reshape(1, -1)
