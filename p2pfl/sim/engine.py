@@ -96,6 +96,7 @@ class SimResult:
     stopped_early: int | None = None
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    rounds: int = 0  # rounds run (trained), evaluated or not
 
     @property
     def final(self) -> RoundMetrics:
@@ -306,6 +307,7 @@ class Simulation:
             stopped_early=self.stopped_early,
             warnings=list(self.warnings),
             interrupted=interrupted,
+            rounds=self.round,
         )
 
     def run(self, on_round: Callable[[int, RoundMetrics | None], None] | None = None) -> SimResult:

@@ -11,7 +11,10 @@ so far. :func:`write_run_outputs` writes the final files from a
 * ``stopped_early``: the round the run stopped at because every honest node had
   diverged, or null;
 * ``warnings``: why an attack could not act (:func:`p2pfl.rounds.knowledge_warnings`);
-* ``interrupted``: true when the run was stopped before its last round.
+* ``interrupted``: true when the run was stopped before its last round;
+* with DP-SGD (``privacy.mechanism = "dp_sgd"``): ``epsilon`` (the maximum over
+  honest nodes), ``epsilon_per_node``, ``delta``, ``noise_multiplier`` and
+  ``clip_norm`` (:func:`p2pfl.privacy.accounting.privacy_report`) for the rounds run.
 """
 
 from __future__ import annotations
@@ -64,6 +67,20 @@ class MetricsLog:
         self._fh.close()
 
 
+def sim_privacy(result: SimResult) -> dict[str, Any]:
+    """The privacy fields of ``summary.json`` (empty without DP): every node trained every round."""
+    from p2pfl.privacy.accounting import privacy_report
+
+    exp = result.experiment
+    dp = exp.training.privacy
+    if dp is None:
+        return {}
+    steps = result.rounds * exp.training.local_steps
+    return privacy_report(
+        dp, exp.training.batch_size, exp.local.sizes, dict.fromkeys(exp.honest, steps), exp.honest
+    )
+
+
 def sim_summary(result: SimResult) -> dict[str, Any]:
     """``summary.json`` of a result (see the module docstring)."""
     from p2pfl.report import derive_run_id, summarize_records
@@ -79,6 +96,7 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "warnings": list(result.warnings),
         "interrupted": result.interrupted,
+        **sim_privacy(result),
     }
     if not result.history:  # stopped before the first evaluation
         return {

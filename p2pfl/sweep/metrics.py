@@ -8,7 +8,9 @@
   their accuracy counts at chance, so a collapsed cell shows its collapse;
 * ``attack_success_rate``: backdoor runs only: the share of triggered test inputs
   (true class not the target) that an honest node's final model puts in the target
-  class (:func:`p2pfl.attacks.attack_success_rate`), averaged over honest nodes.
+  class (:func:`p2pfl.attacks.attack_success_rate`), averaged over honest nodes;
+* ``epsilon``: DP-SGD runs only: the largest honest node's epsilon
+  (:func:`p2pfl.sim.outputs.sim_privacy`), at the run's ``delta``.
 
 Per-node final accuracies and the honest per-round history are kept too, so that
 experiments can report accuracy per group of nodes (e.g. per clique) and curves.
@@ -19,6 +21,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from p2pfl.sim.outputs import sim_privacy
 
 BACKDOOR = "backdoor"
 
@@ -66,6 +70,7 @@ def run_metrics(result: Any) -> dict[str, Any]:
         "best_honest_accuracy_mean": max(float(m.honest_accuracy.mean()) for m in result.history),
         "consensus_distance": last["consensus_distance"],
         "attack_success_rate": backdoor_success(result),
+        "epsilon": sim_privacy(result).get("epsilon"),
         "nodes": exp.n,
         "byzantine": len(exp.byzantine),
         "diverged": len(result.diverged),
