@@ -45,6 +45,10 @@ class LocalData:
         y = torch.cat([y for _, y in shards])
         return cls(x, y, offsets, sizes)
 
+    def to(self, device: torch.device) -> LocalData:
+        """The samples on ``device`` (offsets and sizes, which only index, stay on the CPU)."""
+        return LocalData(self.x.to(device), self.y.to(device), self.offsets, self.sizes)
+
     def select(self, nodes: torch.Tensor) -> LocalData:
         """The shards of ``nodes`` only (what a single node process holds)."""
         parts = [
@@ -132,8 +136,8 @@ def local_steps(
     """
     x = params.clone()
     buf = momentum.clone() if momentum is not None else None
-    mask = None if fmodel.all_trainable else fmodel.trainable
-    total_loss = torch.zeros(x.shape[0])
+    mask = None if fmodel.all_trainable else fmodel.trainable.to(x.device)
+    total_loss = torch.zeros(x.shape[0], device=x.device)
     idx = round_batch_indices(seed, nodes, round_, spec.local_steps, spec.batch_size, data.sizes)
     idx += data.offsets.reshape(-1, 1, 1)
     with torch.no_grad():

@@ -11,7 +11,9 @@ so far. :func:`write_run_outputs` writes the final files from a
 * ``stopped_early``: the round the run stopped at because every honest node had
   diverged, or null;
 * ``warnings``: why an attack could not act (:func:`p2pfl.rounds.knowledge_warnings`);
-* ``interrupted``: true when the run was stopped before its last round.
+* ``interrupted``: true when the run was stopped before its last round;
+* ``distributed`` (distributed runs only): ranks, partition method, edges cut, nodes
+  per rank and halo bytes per round (:mod:`p2pfl.sim.distributed`).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         "warnings": list(result.warnings),
         "interrupted": result.interrupted,
     }
+    if result.distributed is not None:
+        extra["distributed"] = result.distributed
     if not result.history:  # stopped before the first evaluation
         return {
             "run_id": derive_run_id(scenario),
