@@ -6,7 +6,7 @@ the one that cuts fewer edges wins (ties: contiguous):
 
 * ``contiguous``: node ids in order, cut into ``K`` blocks of sizes differing by at
   most one. Best for graphs whose ids follow the structure (ring, line, torus,
-  Watts-Strogatz, dumbbell): a ring cut into ``K`` blocks cuts only ``2K`` edges.
+  Watts-Strogatz, dumbbell): a ring cut into ``K`` blocks cuts only ``K`` edges.
 * ``communities``: nodes ordered by Louvain community (networkx
   ``louvain_communities``, seeded; Blondel et al. 2008, "Fast unfolding of
   communities in large networks"), largest community first and ids in order within
