@@ -40,7 +40,7 @@ import torch.distributed as dist
 
 from p2pfl.experiment import Experiment
 from p2pfl.rounds import craft_messages
-from p2pfl.sim.engine import Simulation
+from p2pfl.sim.engine import SimResult, Simulation
 from p2pfl.sim.halo import HaloRoutes, halo_routes
 from p2pfl.sim.partition import Partition, partition_nodes
 
@@ -128,6 +128,7 @@ class DistributedSimulation(Simulation):
             experiment.topology.graph, comm.world, experiment.seed
         )
         nodes = self.partition.nodes_of(comm.rank)
+        self._collective_result = True
         self._positions = torch.full((experiment.n,), -1, dtype=torch.int64)
         self._positions[nodes] = torch.arange(nodes.numel())
         super().__init__(experiment, nodes=nodes, device=comm.device)
@@ -209,10 +210,16 @@ class DistributedSimulation(Simulation):
         dropped[routes.extra_start :] = bad_extra
         return table, dropped
 
+    def result(self, wall_seconds: float, interrupted: bool = False) -> SimResult:
+        """The run so far; an interrupted run's (the other ranks may be gone) communicates
+        nothing: its ``params`` are this rank's rows, its halo figures left out."""
+        self._collective_result = not interrupted
+        return super().result(wall_seconds, interrupted)
+
     def _all_params(self) -> torch.Tensor:
         """Rank 0: every node's vector (each rank sends it its rows); other ranks: their own."""
         comm = self.comm
-        if comm.world == 1:
+        if comm.world == 1 or not self._collective_result:
             return self.params
         owner = self.partition.owner
         if comm.rank != 0:
@@ -235,6 +242,8 @@ class DistributedSimulation(Simulation):
 
     def _distribution(self) -> dict[str, Any]:
         """``summary.json``'s ``distributed``: the partition and this rank's halo traffic."""
+        if not self._collective_result:
+            return self.partition.describe()
         d = self.params.shape[1]
         sent = torch.tensor(
             [self.routes.bytes_per_round(d), self.comm.sent_bytes], dtype=torch.int64

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import networkx as nx
 import torch
 
+from p2pfl.errors import ConfigError
 from p2pfl.seeding import derive_seed
 
 PARTITION_STREAM = 0x9A27_D157
@@ -73,9 +74,12 @@ def partition_nodes(graph: nx.Graph, ranks: int, seed: int) -> Partition:
     """The partition of ``graph``'s nodes ``0..N-1`` over ``ranks`` ranks (module docstring)."""
     n = graph.number_of_nodes()
     if ranks < 1:
-        raise ValueError(f"ranks must be >= 1, got {ranks}")
+        raise ConfigError(f"ranks: must be >= 1, got {ranks}")
     if ranks > n:
-        raise ValueError(f"{ranks} ranks for {n} nodes: every rank needs at least one node")
+        raise ConfigError(
+            f"torchrun: {ranks} ranks for {n} nodes (topology.n): every rank needs at least "
+            "one node; start fewer processes"
+        )
     contiguous = blocks(list(range(n)), ranks)
     best = Partition(contiguous, "contiguous", cut_edges(graph, contiguous), ranks)
     if ranks == 1 or best.cut_edges == 0:
