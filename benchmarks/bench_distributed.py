@@ -22,17 +22,16 @@ speed-up of a cluster.
 median) in a fresh process whose peak RSS is measured (``ru_maxrss``). A line through
 the two smallest sizes, ``rss = fixed + per_node * N``, gives the largest ``N`` that
 fits in ``--budget-gib`` GiB on one machine (one rank): **extrapolated** from the
-measured peaks, and printed as such (sizes are measured, the limit is not). The
-dense ``(N, N)`` float64 mixing matrix every process builds
-(:func:`p2pfl.topology.mixing_matrix`) is counted apart: its ``8 N^2`` bytes are
-quadratic, and they, not the vectors, set the limit near 56,000 nodes in 24 GiB.
+measured peaks, and printed as such (sizes are measured, the limit is not). Every
+cost is linear in ``N``: the mixing matrix is kept by rows
+(:func:`p2pfl.topology.mixing_weights`, ``O(N + E)``), not as the dense ``8 N^2`` bytes
+that would cap one process near 56,000 nodes in 24 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import resource
 import subprocess
@@ -125,7 +124,8 @@ def measure(nodes: int, model: str) -> None:
     exp = build_experiment(load_scenario(None, sets))
     Simulation(exp).run()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    mixing = exp.mixing.numel() * exp.mixing.element_size()
+    w = exp.mixing
+    mixing = w.values.nbytes + w.indices.nbytes + w.indptr.nbytes
     print(json.dumps({"rss": peak, "d": int(exp.initial.numel()), "mixing": mixing}))
 
 
@@ -144,22 +144,19 @@ def memory(sizes: list[int], budget_gib: float) -> None:
                 cwd=ROOT,
             )
             got = json.loads(done.stdout.strip().splitlines()[-1])
-            points.append((n, got["rss"] - got["mixing"]))
+            points.append((n, got["rss"]))
             print(
                 f"{model:<7} d={got['d']:<6} N={n:<7} peak RSS {got['rss'] / 2**20:8.1f} MiB, "
-                f"of which the dense mixing matrix {got['mixing'] / 2**20:7.1f} MiB (measured)"
+                f"of which the mixing weights {got['mixing'] / 2**20:5.2f} MiB (measured)"
             )
         (n1, r1), (n2, r2) = points[0], points[1]
         per_node = (r2 - r1) / (n2 - n1)
         fixed = r1 - per_node * n1
-        # fixed + per_node * N + 8 N^2 = budget (the (N, N) float64 mixing matrix)
-        largest = int((-per_node + math.sqrt(per_node**2 + 32 * (budget - fixed))) / 16)
-        linear = int((budget - fixed) / per_node)
+        largest = int((budget - fixed) / per_node)
         print(
-            f"{model:<7} {per_node / 1024:.1f} KiB per node besides the mixing matrix, "
-            f"{fixed / 2**20:.0f} MiB fixed: about {largest:,} nodes fit in {budget_gib:g} GiB "
-            f"with the dense N x N mixing matrix ({linear:,} without it); EXTRAPOLATED from "
-            f"the measured N={n1} and N={n2}"
+            f"{model:<7} {per_node / 1024:.1f} KiB per node, {fixed / 2**20:.0f} MiB fixed: "
+            f"about {largest:,} nodes fit in {budget_gib:g} GiB on one rank "
+            f"(EXTRAPOLATED from the measured N={n1} and N={n2})"
         )
 
 

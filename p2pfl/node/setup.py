@@ -35,6 +35,7 @@ from p2pfl.device import resolve_device
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
+from p2pfl.topology.mixing import Mixing
 
 Role = Literal["honest", "data", "vector", "silent"]
 
@@ -61,7 +62,7 @@ class NodeSetup:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
-    mixing: torch.Tensor  # (n, n)
+    mixing: Mixing  # W by rows (or the dense (n, n) matrix)
     aggregator: Aggregator
     f: int
     attack: Attack | None
