@@ -1,7 +1,8 @@
 """The distributed simulator on this machine, and how many nodes fit in a memory budget.
 
     python benchmarks/bench_distributed.py [--scenario sims/large-2048.toml] [--rounds 5]
-        [--ranks 1,2] [--memory-nodes 1024,4096] [--budget-gib 24] [--skip-memory]
+        [--ranks 1,2] [--repeat 2] [--memory-nodes 1024,4096,16384] [--budget-gib 24]
+        [--skip-memory]
 
 **Time.** The scenario runs ``--rounds`` rounds (one evaluation, after the last) as
 
@@ -9,7 +10,7 @@
 * ``torchrun --nproc-per-node K -m p2pfl sim`` for each ``K`` in ``--ranks`` (torchrun
   gives each rank one thread);
 
-each in its own process, in this run, and prints the simulation's wall time (the
+each in its own process, in this run (best of ``--repeat``), and prints the simulation's wall time (the
 round loop, ``summary.json``'s ``wall_seconds``; start-up and data loading
 excluded), seconds per round, the ratio to the baseline, the halo bytes every rank
 sends per round, summed over ranks, and the partition. On a 2-core machine ``K=2``
@@ -21,11 +22,11 @@ speed-up of a cluster.
 8-regular graph of each size in ``--memory-nodes`` runs two rounds (ALIE attackers,
 median) in a fresh process whose peak RSS is measured (``ru_maxrss``). A line through
 the two smallest sizes, ``rss = fixed + per_node * N``, gives the largest ``N`` that
-fits in ``--budget-gib`` GiB on one machine (one rank): **extrapolated** from the
-measured peaks, and printed as such (sizes are measured, the limit is not). Every
-cost is linear in ``N``: the mixing matrix is kept by rows
-(:func:`p2pfl.topology.mixing_weights`, ``O(N + E)``), not as the dense ``8 N^2`` bytes
-that would cap one process near 56,000 nodes in 24 GiB.
+fits in ``--budget-gib`` GiB on one machine (one rank), **extrapolated** from the
+measured peaks (further sizes check the line) and printed as such: the sizes are
+measured, the limit is not. Every cost is linear in ``N``: the mixing matrix is kept
+by rows (:func:`p2pfl.topology.mixing_weights`, ``O(N + E)``), not as the dense
+``8 N^2`` bytes that would cap one process near 56,000 nodes in 24 GiB.
 """
 
 from __future__ import annotations
@@ -72,10 +73,19 @@ def run_sim(scenario: str, rounds: int, ranks: int | None, out: Path) -> dict:
     return json.loads((out / "summary.json").read_text())
 
 
-def timing(scenario: str, rounds: int, ranks: list[int]) -> None:
-    print(f"== time: {scenario}, {rounds} rounds (one torch thread per process)")
+def timing(scenario: str, rounds: int, ranks: list[int], repeat: int) -> None:
+    print(
+        f"== time: {scenario}, {rounds} rounds (one torch thread per process; "
+        f"best of {repeat}, the runs interleaved)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        base = run_sim(scenario, rounds, None, Path(tmp) / "single")
+        best: dict[int | None, dict] = {}
+        for r in range(repeat):
+            for k in [None, *ranks]:
+                got = run_sim(scenario, rounds, k, Path(tmp) / f"{k}-{r}")
+                if k not in best or got["wall_seconds"] < best[k]["wall_seconds"]:
+                    best[k] = got
+        base = best[None]
         print(
             f"{'run':<16} {'wall s':>8} {'s/round':>8} {'vs 1 proc':>9} "
             f"{'halo MB/round':>14}  partition"
@@ -84,7 +94,7 @@ def timing(scenario: str, rounds: int, ranks: list[int]) -> None:
         acc0 = base["history"][-1]["honest_accuracy_mean"]
         print(f"{'single process':<16} {t0:8.2f} {t0 / rounds:8.3f} {1.0:9.2f} {0.0:14.2f}  -")
         for k in ranks:
-            s = run_sim(scenario, rounds, k, Path(tmp) / f"k{k}")
+            s = best[k]
             d = s["distributed"]
             t = s["wall_seconds"]
             same = abs(s["history"][-1]["honest_accuracy_mean"] - acc0) <= 1e-6
@@ -101,7 +111,6 @@ MEMORY_SETS = [
     "run.eval_every=2",
     "topology.kind=random_regular",
     "topology.params={degree=8}",
-    "data.partition_params={allow_overlap=true,copies=8}",
     "byzantine.attack=alie",
     "aggregator.name=median",
     "aggregator.f=1",
@@ -118,6 +127,9 @@ def measure(nodes: int, model: str) -> None:
 
     torch.set_num_threads(1)
     sets = [*MEMORY_SETS, f"topology.n={nodes}", f"byzantine.count={nodes // 10}"]
+    # the 1,437 training digits dealt with overlap, ~6-11 examples per node at every size
+    copies = max(8, -(-nodes // 256))
+    sets.append(f"data.partition_params={{allow_overlap=true,copies={copies}}}")
     sets.append(f"model.name={model}")
     if model == "mlp":
         sets.append("model.params={hidden=[64]}")
@@ -153,6 +165,11 @@ def memory(sizes: list[int], budget_gib: float) -> None:
         per_node = (r2 - r1) / (n2 - n1)
         fixed = r1 - per_node * n1
         largest = int((budget - fixed) / per_node)
+        for n, rss in points[2:]:
+            print(
+                f"{model:<7} N={n}: the line predicts {(fixed + per_node * n) / 2**20:.0f} MiB, "
+                f"measured {rss / 2**20:.0f} MiB"
+            )
         print(
             f"{model:<7} {per_node / 1024:.1f} KiB per node, {fixed / 2**20:.0f} MiB fixed: "
             f"about {largest:,} nodes fit in {budget_gib:g} GiB on one rank "
@@ -165,7 +182,8 @@ def main() -> None:
     parser.add_argument("--scenario", default="sims/large-2048.toml")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ranks", default="1,2")
-    parser.add_argument("--memory-nodes", default="1024,4096")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--memory-nodes", default="1024,4096,16384")
     parser.add_argument("--budget-gib", type=float, default=24.0)
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--measure", nargs=2, metavar=("N", "MODEL"), help=argparse.SUPPRESS)
@@ -173,7 +191,7 @@ def main() -> None:
     if args.measure:
         measure(int(args.measure[0]), args.measure[1])
         return
-    timing(args.scenario, args.rounds, [int(k) for k in args.ranks.split(",")])
+    timing(args.scenario, args.rounds, [int(k) for k in args.ranks.split(",")], args.repeat)
     if not args.skip_memory:
         memory(sorted(int(n) for n in args.memory_nodes.split(",")), args.budget_gib)
 
