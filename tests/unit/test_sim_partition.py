@@ -80,3 +80,19 @@ def test_every_rank_expects_exactly_what_the_others_send(ranks: int, knowledge: 
         for b in exp.byzantine:
             held = routes[int(owner[b])].lookup[torch.tensor(exp.honest)]
             assert bool((held >= 0).all())
+
+
+def test_one_rank_is_the_single_process() -> None:
+    # Prepare: no process group is needed for one rank
+    from p2pfl.sim.distributed import Comm, DistributedSimulation
+
+    overrides = ["byzantine.attack=alie", "run.rounds=4", "training.momentum=0.5"]
+    exp = build_experiment(load_scenario(None, overrides))
+    # Execute
+    one = DistributedSimulation(exp, Comm(rank=0, world=1)).run()
+    ref = Simulation(exp).run()
+    # Assert
+    assert torch.equal(one.params, ref.params)
+    assert [m.summary() for m in one.history] == [m.summary() for m in ref.history]
+    assert one.distributed is not None and one.distributed["halo_bytes_per_round"] == 0
+    assert ref.distributed is None
