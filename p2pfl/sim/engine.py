@@ -111,7 +111,10 @@ class Simulation:
     """Holds the ``(N, d)`` state of a run; :meth:`run` drives it round by round.
 
     :attr:`history` grows as rounds are evaluated, so a caller that stops a run
-    (Ctrl-C) still has every evaluation so far (:meth:`result`).
+    (Ctrl-C) still has every evaluation so far (:meth:`result`). ``device`` (default:
+    ``run.device``, :mod:`p2pfl.device`) holds the vectors, shards and test set;
+    ``nodes`` (default: all) are the nodes whose rows this process holds, which the
+    distributed simulator (:mod:`p2pfl.sim.distributed`) sets to a rank's share.
     """
 
     def __init__(
