@@ -32,14 +32,21 @@ from p2pfl.typecheck import coerce
 
 @dataclass(frozen=True)
 class RunConfig:
-    """What to run: name, seed, number of rounds, evaluation cadence."""
+    """What to run: name, seed, number of rounds, evaluation cadence, device.
+
+    ``device`` is ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (:mod:`p2pfl.device`).
+    """
 
     name: str = "default"
     seed: int = 0
     rounds: int = 50
     eval_every: int = 2
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from p2pfl.device import check_device_name
+
+        check_device_name(self.device)
         _positive("run.rounds", self.rounds)
         _positive("run.eval_every", self.eval_every)
         if self.seed < 0:
@@ -266,14 +273,17 @@ class Scenario:
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved scenario as plain data (the inverse of :func:`scenario_from_dict`).
 
-        A ``privacy`` section at its default (no mechanism) is left out, so that the
-        run ids and sweep cell ids of non-private scenarios (hashes of this dict) are
-        the ones they had before the section existed.
+        A ``privacy`` section at its default (no mechanism) and ``run.device`` at its
+        default ``"cpu"`` (it says where a run computes, not what) are left out, so that
+        the run ids and sweep cell ids (hashes of this dict) of scenarios made before
+        these keys existed stay the same.
         """
         out = dataclasses.asdict(self)
         out.pop("base_dir")
         if self.privacy == PrivacyConfig():
             out.pop("privacy")
+        if out["run"]["device"] == "cpu":
+            del out["run"]["device"]
         return out
 
     def resolve_path(self, path: str) -> Path:

@@ -29,7 +29,8 @@ from p2pfl.models import build_model
 from p2pfl.params import flatten
 from p2pfl.privacy.accounting import resolve as resolve_privacy
 from p2pfl.seeding import derive_seed, generator_for
-from p2pfl.topology import PLACEMENTS, TOPOLOGIES, Topology, load_topology, mixing_matrix
+from p2pfl.topology import PLACEMENTS, TOPOLOGIES, Topology, load_topology
+from p2pfl.topology.mixing import MixingWeights, mixing_weights
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Experiment:
     model: nn.Module
     initial: torch.Tensor
     topology: Topology
-    mixing: torch.Tensor
+    mixing: MixingWeights  # by rows: O(N + E), not the dense (N, N) matrix
     byzantine: frozenset[int]
     aggregator: Aggregator
     attack: Attack | None
@@ -215,7 +216,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
         model=model,
         initial=flatten(model),
         topology=topology,
-        mixing=mixing_matrix(topology.graph, scenario.topology.mixing),
+        mixing=mixing_weights(topology.graph, scenario.topology.mixing),
         byzantine=byzantine,
         aggregator=aggregator,
         attack=attack,

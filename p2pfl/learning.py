@@ -54,6 +54,10 @@ class LocalData:
         y = torch.cat([y for _, y in shards])
         return cls(x, y, offsets, sizes)
 
+    def to(self, device: torch.device) -> LocalData:
+        """The samples on ``device`` (offsets and sizes, which only index, stay on the CPU)."""
+        return LocalData(self.x.to(device), self.y.to(device), self.offsets, self.sizes)
+
     def select(self, nodes: torch.Tensor) -> LocalData:
         """The shards of ``nodes`` only (what a single node process holds)."""
         parts = [
@@ -195,8 +199,8 @@ def local_steps(
     """
     x = params.clone()
     buf = momentum.clone() if momentum is not None else None
-    mask = None if fmodel.all_trainable else fmodel.trainable
-    total_loss = torch.zeros(x.shape[0])
+    mask = None if fmodel.all_trainable else fmodel.trainable.to(x.device)
+    total_loss = torch.zeros(x.shape[0], device=x.device)
     grads = (
         _private_grads(fmodel, data, nodes, spec, spec.privacy, seed, round_)
         if spec.privacy is not None

@@ -25,6 +25,7 @@ from p2pfl.attacks import Attack, AttackView
 from p2pfl.attacks.view import Needs
 from p2pfl.learning import FunctionalModel, evaluate
 from p2pfl.seeding import generator_for
+from p2pfl.topology.mixing import Mixing
 
 ATTACK_STREAM = 0xA77AC
 
@@ -85,7 +86,7 @@ def score(
     return acc, loss
 
 
-def hood_weights(mixing: torch.Tensor, node: int, senders: Sequence[int]) -> torch.Tensor:
+def hood_weights(mixing: Mixing, node: int, senders: Sequence[int]) -> torch.Tensor:
     """``(m+1,)`` float32 weights: self first, then ``senders``; missing weight goes to self."""
     w = mixing[node, list(senders)].to(torch.float32) if senders else torch.zeros(0)
     own = torch.clamp(1.0 - w.sum(), min=0.0).reshape(1)
@@ -190,7 +191,7 @@ def attack_geometry(
     targets: Sequence[int],
     neighbours_of: Callable[[int], Sequence[int]],
     byzantine: frozenset[int],
-    mixing: torch.Tensor,
+    mixing: Mixing,
 ) -> AttackGeometry:
     """Precompute :class:`AttackGeometry`; ``n`` is the median size of a target's aggregation."""
     seen = sorted(visible)
@@ -228,7 +229,7 @@ def attack_view(
     targets: Sequence[int],
     neighbours_of: Callable[[int], Sequence[int]],
     byzantine: frozenset[int],
-    mixing: torch.Tensor,
+    mixing: Mixing,
     f: int,
     seed: int,
     round_: int,

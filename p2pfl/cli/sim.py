@@ -4,7 +4,9 @@ The output directory is created (and named) before the first round;
 ``metrics.jsonl`` grows by one record per node at every evaluation. On a terminal
 a progress bar shows the rounds, the honest accuracy and an ETA; otherwise (a
 log file, a pipe) one line per evaluation: round, honest mean and worst accuracy,
-elapsed time, ETA. Ctrl-C (SIGINT) or SIGTERM stops the run after the round in
+elapsed time, ETA. Started by torchrun (``torchrun --nproc-per-node K -m p2pfl sim ...``), every rank
+simulates its share of the nodes (:mod:`p2pfl.sim.distributed`) and rank 0 prints
+and writes the outputs. Ctrl-C (SIGINT) or SIGTERM stops the run after the round in
 progress and writes ``summary.json`` of the evaluations so far, marked
 ``"interrupted": true`` (exit code 128 + the signal number).
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import time
@@ -25,6 +28,7 @@ from p2pfl.cli.common import (
     print_summary_table,
     scenario_from_args,
 )
+from p2pfl.sim.distributed import launched_by_torchrun
 from p2pfl.sim.outputs import sim_records, write_run_outputs
 
 __all__ = ["add_parser", "run", "sim_records", "write_run_outputs"]
@@ -129,12 +133,48 @@ def _run_with_bar(sim: Any, rounds: int, label: str, log: Callable[[Any], None])
 def run(args: argparse.Namespace) -> int:
     from p2pfl.experiment import build_experiment
     from p2pfl.sim import Simulation
-    from p2pfl.sim.outputs import MetricsLog
 
     scenario = scenario_from_args(args)
+    if launched_by_torchrun():
+        return _run_distributed(args, scenario)
     exp = build_experiment(scenario)
     out = output_dir(args.out, scenario, "sim")
-    sim = Simulation(exp)
+    return _run_and_write(args, Simulation(exp), out)
+
+
+def _run_distributed(args: argparse.Namespace, scenario: Any) -> int:
+    """One rank of ``torchrun ... -m p2pfl sim``: rank 0 reports and writes the outputs."""
+    from p2pfl.device import resolve_device
+    from p2pfl.experiment import build_experiment
+    from p2pfl.sim.distributed import Comm, DistributedSimulation
+
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    comm = Comm.start(resolve_device(scenario.run.device, local_rank))
+    try:
+        exp = build_experiment(scenario)
+        sim = DistributedSimulation(exp, comm)
+        if comm.rank != 0:
+            sim.run()
+            return 0
+        out = output_dir(args.out, scenario, "sim")
+        if not args.quiet:
+            part = sim.partition
+            print(
+                f"p2pfl sim: {comm.world} ranks (torch.distributed), {part.method} partition, "
+                f"{part.cut_edges} of {exp.topology.graph.number_of_edges()} edges cut",
+                flush=True,
+            )
+        return _run_and_write(args, sim, out)
+    finally:
+        comm.close()
+
+
+def _run_and_write(args: argparse.Namespace, sim: Any, out: Any) -> int:
+    """Run ``sim`` with progress output, write its outputs to ``out``; the exit code."""
+    from p2pfl.sim.outputs import MetricsLog
+
+    exp = sim.exp
+    scenario = exp.scenario
     rounds = scenario.run.rounds
     for warning in sim.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)

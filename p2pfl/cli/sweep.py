@@ -11,6 +11,8 @@ exits with code 2. ``--zip`` pairs keys instead of crossing them:
 one dimension of two values (ALIE with z = 10, IPM with eps = 0.1); a ``GROUP:``
 prefix (``--zip rule:aggregator.name=...``) starts another such dimension. A sweep
 in which some run failed still writes its tables, then exits with code 1.
+``--executor ray [--address ADDR]`` runs the cells as Ray tasks
+(:mod:`p2pfl.sweep.ray_executor`); the outputs are the same.
 """
 
 from __future__ import annotations
@@ -73,6 +75,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="ROW,COL",
         help="swept keys for the heatmap's rows and columns (default: rule x attack)",
     )
+    p.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="where cells run: local worker processes (default), or Ray tasks on a Ray "
+        "cluster (optional extra: pip install -e '.[ray]')",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="with --executor ray: the Ray cluster (e.g. ray://head:10001, or auto); "
+        "default: start a local Ray with --jobs CPUs and stop it afterwards",
+    )
     p.add_argument("--retry-failed", action="store_true", help="re-run cells recorded as failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar or table")
     return p
@@ -87,6 +103,12 @@ def run(args: argparse.Namespace) -> int:
 
     if args.jobs < 1:
         raise ConfigError(f"--jobs: must be an integer >= 1, got {args.jobs}")
+    if args.address is not None and args.executor != "ray":
+        raise ConfigError("--address: only with --executor ray (the Ray cluster to use)")
+    if args.executor == "ray":
+        from p2pfl.sweep.ray_executor import import_ray
+
+        import_ray()  # a missing extra is a usage error, before anything is planned
     axes = parse_grid(args.grid, args.zip)
     keys = [a.key for a in axes]
     heat = parse_axes(args.heatmap, keys) if args.heatmap else None
@@ -101,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     say = (lambda *_: None) if args.quiet else print
     say(
         f"p2pfl sweep: {len(planned)} runs ({len(planned) // args.seeds} cells x {args.seeds} "
-        f"seeds), {args.jobs} jobs; skipping {done_before} already finished in {out}"
+        f"seeds), {_where(args)}; skipping {done_before} already finished in {out}"
     )
     live = not args.quiet and sys.stdout.isatty()
     if live:
@@ -114,9 +136,7 @@ def run(args: argparse.Namespace) -> int:
             if not skipped:
                 say(f"[{count[0]}/{len(planned)}] {_line(record)}")
 
-        result = run_sweep(
-            planned, out, jobs=args.jobs, retry_failed=args.retry_failed, on_done=log
-        )
+        result = run_sweep(planned, out, on_done=log, **_run_options(args))
     spec = {
         "scenario": str(args.scenario),
         "grid": list(args.grid),
@@ -144,6 +164,21 @@ def run(args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _run_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "jobs": args.jobs,
+        "retry_failed": args.retry_failed,
+        "executor": args.executor,
+        "address": args.address,
+    }
+
+
+def _where(args: argparse.Namespace) -> str:
+    if args.executor == "ray":
+        return f"Ray tasks on {args.address or f'a local Ray with {args.jobs} CPUs'}"
+    return f"{args.jobs} jobs"
 
 
 def _warn(records: Any) -> None:
@@ -231,6 +266,4 @@ def _run_with_bar(planned: Any, out: Any, args: argparse.Namespace) -> Any:
         def on_done(record: dict[str, Any], skipped: bool) -> None:
             progress.update(task, advance=1, last="" if skipped else _short(record))
 
-        return run_sweep(
-            planned, out, jobs=args.jobs, retry_failed=args.retry_failed, on_done=on_done
-        )
+        return run_sweep(planned, out, on_done=on_done, **_run_options(args))

@@ -762,20 +762,29 @@ class Node:
     def _warm_up(self) -> None:
         s = self.setup
         self._train(0)
-        evaluate(s.fmodel, self._params.reshape(1, -1), s.test_x[:1], s.test_y[:1])
+        evaluate(s.fmodel, self._params.reshape(1, -1).to(s.device), s.test_x[:1], s.test_y[:1])
 
     def _train(self, r: int) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Local SGD on ``setup.device``; the results come back to the CPU (the wire's side)."""
         s = self.setup
-        return local_steps(
+        trained, momentum, loss = local_steps(
             s.fmodel,
-            self._params.reshape(1, -1),
-            self._momentum,
+            self._params.reshape(1, -1).to(s.device),
+            None if self._momentum is None else self._momentum.to(s.device),
             s.local,
             self._nodes,
             s.training,
             s.seed,
             r,
         )
+        return trained.cpu(), None if momentum is None else momentum.cpu(), loss.cpu()
+
+    def _score(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Accuracy and loss of the current model (:func:`~p2pfl.rounds.score`), on the device."""
+        s = self.setup
+        params = self._params.reshape(1, -1).to(s.device)
+        acc, loss = score(s.fmodel, params, s.test_x, s.test_y, s.num_classes)
+        return acc.cpu(), loss.cpu()
 
     def _aggregate(
         self, trained: torch.Tensor, got: dict[int, torch.Tensor]
@@ -830,9 +839,7 @@ class Node:
 
     async def _evaluate(self, r: int) -> None:
         s = self.setup
-        acc, loss = await asyncio.to_thread(
-            score, s.fmodel, self._params.reshape(1, -1), s.test_x, s.test_y, s.num_classes
-        )
+        acc, loss = await asyncio.to_thread(self._score)
         record = self.log.event(
             "eval",
             round=r,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -31,9 +31,11 @@ import torch
 from p2pfl.aggregators import Aggregator
 from p2pfl.attacks import Attack
 from p2pfl.config import NetworkConfig
+from p2pfl.device import resolve_device
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
+from p2pfl.topology.mixing import Mixing
 
 Role = Literal["honest", "data", "vector", "silent"]
 
@@ -60,7 +62,7 @@ class NodeSetup:
     test_x: torch.Tensor
     test_y: torch.Tensor
     num_classes: int
-    mixing: torch.Tensor  # (n, n)
+    mixing: Mixing  # W by rows (or the dense (n, n) matrix)
     aggregator: Aggregator
     f: int
     attack: Attack | None
@@ -69,6 +71,8 @@ class NodeSetup:
     rounds: int
     eval_every: int
     network: NetworkConfig
+    # where it trains and evaluates (run.device)
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     def __post_init__(self) -> None:
         if self.node_id in self.neighbours:
@@ -137,6 +141,7 @@ class NodeSetup:
                 "which only the simulator knows; networked runs need a rule without that "
                 "oracle (e.g. ClippedGossip's radius 'fixed' or 'adaptive')"
             )
+        device = resolve_device(scenario.run.device)
         role = _role(exp, node_id)
         adjacency = {i: tuple(exp.neighbours(i)) for i in range(exp.n)}
         mine = adjacency[node_id]
@@ -151,10 +156,10 @@ class NodeSetup:
             # sharing one process (tests) must not share a module across threads
             fmodel=FunctionalModel(copy.deepcopy(exp.model)),
             initial=exp.initial.clone(),
-            local=exp.local.select(torch.tensor([node_id])),
+            local=exp.local.select(torch.tensor([node_id])).to(device),
             training=exp.training,
-            test_x=exp.test.x,
-            test_y=exp.test.y,
+            test_x=exp.test.x.to(device),
+            test_y=exp.test.y.to(device),
             num_classes=exp.train.num_classes,
             mixing=exp.mixing,
             aggregator=exp.aggregator,
@@ -165,6 +170,7 @@ class NodeSetup:
             rounds=scenario.run.rounds,
             eval_every=scenario.run.eval_every,
             network=scenario.network,
+            device=device,
         )
 
 

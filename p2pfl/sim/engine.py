@@ -25,14 +25,17 @@ crafted vector is dropped by its receiver, as a node's boundary rejects it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from p2pfl.aggregators import Neighbourhood
 from p2pfl.config import Scenario
+from p2pfl.device import resolve_device
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import local_steps
 from p2pfl.rounds import (
@@ -45,7 +48,7 @@ from p2pfl.rounds import (
     knowledge_warnings,
     score,
 )
-from p2pfl.sim.plan import AggregationGroup, RoundPlan, make_plan
+from p2pfl.sim.plan import AggregationGroup, RoundPlan, make_plan, plan_on
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,8 @@ class SimResult:
     ``stopped_early`` is the round the run stopped at because every honest node
     had diverged (None otherwise); ``warnings`` are the run's knowledge warnings
     (:func:`p2pfl.rounds.knowledge_warnings`); ``interrupted`` says the run was
-    stopped (Ctrl-C) before its last round.
+    stopped (Ctrl-C) before its last round; ``distributed`` describes the ranks of a
+    distributed run (:mod:`p2pfl.sim.distributed`; None in one process).
     """
 
     experiment: Experiment
@@ -97,6 +101,7 @@ class SimResult:
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
     rounds: int = 0  # rounds run (trained), evaluated or not
+    distributed: dict[str, Any] | None = None
 
     @property
     def final(self) -> RoundMetrics:
@@ -107,20 +112,40 @@ class Simulation:
     """Holds the ``(N, d)`` state of a run; :meth:`run` drives it round by round.
 
     :attr:`history` grows as rounds are evaluated, so a caller that stops a run
-    (Ctrl-C) still has every evaluation so far (:meth:`result`).
+    (Ctrl-C) still has every evaluation so far (:meth:`result`). ``device`` (default:
+    ``run.device``, :mod:`p2pfl.device`) holds the vectors, shards and test set;
+    ``nodes`` (default: all) are the nodes whose rows this process holds, which the
+    distributed simulator (:mod:`p2pfl.sim.distributed`) sets to a rank's share.
     """
 
-    def __init__(self, experiment: Experiment) -> None:
+    def __init__(
+        self,
+        experiment: Experiment,
+        nodes: torch.Tensor | None = None,
+        device: torch.device | None = None,
+    ) -> None:
         self.exp = experiment
         n = experiment.n
-        self.params = experiment.initial.reshape(1, -1).repeat(n, 1)
+        dev = resolve_device(experiment.scenario.run.device) if device is None else device
+        self.device = dev
+        # Factory calls inside the rules (torch.zeros, torch.arange, ...) land on the device.
+        self._on_device: Callable[[], contextlib.AbstractContextManager[Any]] = (
+            contextlib.nullcontext if dev.type == "cpu" else lambda: dev
+        )
+        self._test = (experiment.test.x.to(dev), experiment.test.y.to(dev))
+        # The nodes this process simulates (rows of params, in order): all of them here, a
+        # rank's share in the distributed simulator (p2pfl.sim.distributed).
+        self._nodes = torch.arange(n) if nodes is None else nodes
+        data = experiment.local if nodes is None else experiment.local.select(nodes)
+        self._data = data.to(dev)
+        rows = self._nodes.numel()
+        self.params = experiment.initial.to(dev).reshape(1, -1).repeat(rows, 1)
         self.momentum = torch.zeros_like(self.params) if experiment.training.momentum else None
-        self.last_loss = torch.full((n,), float("nan"))
+        self.last_loss = torch.full((rows,), float("nan"), device=dev)
         self.round = 0
         self.history: list[RoundMetrics] = []
         self.diverged: dict[int, int] = {}
         self.stopped_early: int | None = None
-        self._nodes = torch.arange(n)
         self._honest_mask = torch.ones(n, dtype=torch.bool)
         self._honest_mask[list(experiment.byzantine)] = False
         self._omniscient = experiment.scenario.byzantine.knowledge == "omniscient"
@@ -139,6 +164,8 @@ class Simulation:
         """Routing and attack geometry for the current set of muted (diverged) nodes."""
         exp, muted = self.exp, self._muted
         self.plan: RoundPlan = make_plan(exp, muted)
+        # The plan in the coordinates of this process's message table (the same plan here).
+        self.table_plan: RoundPlan = plan_on(self.plan, self.device)
         alive = [i for i in exp.honest if i not in muted]
         self._alive_honest = torch.tensor(alive, dtype=torch.int64)
         self._geometry: list[tuple[AttackGeometry, int]] = []
@@ -168,7 +195,7 @@ class Simulation:
             exp.fmodel,
             self.params,
             self.momentum,
-            exp.local,
+            self._data,
             self._nodes,
             exp.training,
             exp.seed,
@@ -177,17 +204,19 @@ class Simulation:
         self._track_divergence(trained, r)
         table, dropped = self._message_table(trained, r)
         new = trained.clone()  # muted nodes keep their own vector
-        for g in self.plan.groups:
-            new[g.nodes] = self._aggregate_group(g, table, dropped)
-        plan = self.plan
+        plan = self.table_plan
+        with self._on_device():
+            for g in plan.groups:
+                new[self._position(g.nodes)] = self._aggregate_group(g, table, dropped)
         if plan.byzantine_nodes.numel():
-            new[plan.byzantine_nodes] = torch.sparse.mm(plan.byzantine_mixing, trained)
+            mix = plan.byzantine_mixing
+            new[plan.byzantine_nodes] = torch.sparse.mm(mix, table[: mix.shape[1]])
         self.params = new
         self.round = r
 
     def _track_divergence(self, trained: torch.Tensor, r: int) -> None:
         """Record newly diverged honest nodes; mute the protocol's nodes that went non-finite."""
-        bad, broken = divergence(trained)
+        bad, broken = self._divergence(trained)
         if not bool(bad.any()):
             return
         exp = self.exp
@@ -202,6 +231,29 @@ class Simulation:
         if newly:
             self._muted = self._muted | frozenset(newly)
             self._replan()
+
+    def _position(self, nodes: torch.Tensor) -> torch.Tensor:
+        """The rows of :attr:`params` that hold ``nodes`` (global ids)."""
+        return nodes
+
+    def _divergence(self, trained: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(diverged, non_finite)`` masks over every node (:func:`p2pfl.rounds.divergence`)."""
+        return divergence(trained)
+
+    def _honest_mean(self) -> torch.Tensor:
+        """``(d,)`` mean of the current vectors of the honest nodes still taking part.
+
+        Summed in float64, so the result (rounded to float32) does not depend on the
+        order of the sum: the distributed simulator adds per-rank sums and gets the same
+        vector, and a coordinate every honest node shares is its exact value (Fang's
+        direction ``sign(mean - before)`` is then 0 there, not an ulp's sign).
+        """
+        rows = self.params[self._alive_honest]
+        return (rows.sum(0, dtype=torch.float64) / rows.shape[0]).to(self.params.dtype)
+
+    def _every_node(self, per_row: torch.Tensor) -> torch.Tensor:
+        """``(k, N)``: ``(k, rows)`` per-row values of this process's nodes, for every node."""
+        return per_row
 
     def _message_table(
         self, trained: torch.Tensor, r: int
@@ -218,22 +270,20 @@ class Simulation:
         extra = trained.new_empty((plan.extra_rows, trained.shape[1]))
 
         def vectors(ids: torch.Tensor) -> torch.Tensor:
-            return trained.index_select(0, ids)
+            return trained[ids].cpu()  # attacks craft on the CPU (their generators are)
 
         # Fang's reference: the model the honest vectors started this round from, as far
         # as the attacker knows it (omniscient: the honest mean; local: its own state).
         honest_before = (
-            self.params.index_select(0, self._alive_honest).mean(0)
-            if self._omniscient and self._alive_honest.numel()
-            else None
+            self._honest_mean() if self._omniscient and self._alive_honest.numel() else None
         )
         for geometry, f_view in self._geometry:
             before = self.params[geometry.attacker] if honest_before is None else honest_before
-            view = geometry.view(vectors, f_view, exp.seed, r, before=before)
+            view = geometry.view(vectors, f_view, exp.seed, r, before=before.cpu())
             start = plan.attacker_rows[geometry.attacker] - exp.n
             extra[start : start + len(geometry.targets)] = craft_messages(exp.attack, view)
         table = torch.cat([trained, extra])
-        bad_extra = ~torch.isfinite(extra).all(1)
+        bad_extra = ~torch.isfinite(extra).all(1).cpu()
         if not bool(bad_extra.any()):
             return table, None
         dropped = torch.zeros(table.shape[0], dtype=torch.bool)
@@ -272,7 +322,7 @@ class Simulation:
         hood = Neighbourhood(
             own=own.unsqueeze(0),
             received=table[g.rows[k, 1:][keep]].unsqueeze(0),
-            weights=hood_weights(exp.mixing, int(g.nodes[k]), senders).unsqueeze(0),
+            weights=hood_weights(exp.mixing, int(g.nodes[k]), senders).to(own.device).unsqueeze(0),
             f=g.f,
             byzantine=g.byzantine[k][keep].unsqueeze(0),
         )
@@ -280,9 +330,12 @@ class Simulation:
 
     def evaluate(self) -> RoundMetrics:
         exp = self.exp
-        acc, loss = score(exp.fmodel, self.params, exp.test.x, exp.test.y, exp.train.num_classes)
-        mean = self.params.index_select(0, self._alive_honest).mean(0)
-        dist = ((self.params - mean) ** 2).sum(1)
+        test_x, test_y = self._test
+        acc, loss = score(exp.fmodel, self.params, test_x, test_y, exp.train.num_classes)
+        dist = ((self.params - self._honest_mean()) ** 2).sum(1)
+        acc, loss, train_loss, dist = self._every_node(
+            torch.stack([acc, loss, self.last_loss, dist]).cpu()
+        )
         alive = self._honest_mask.clone()
         alive[list(self._muted)] = False
         dist[~alive & self._honest_mask] = float("nan")
@@ -290,7 +343,7 @@ class Simulation:
             round=self.round,
             accuracy=acc,
             test_loss=loss,
-            train_loss=self.last_loss.clone(),
+            train_loss=train_loss.clone(),
             distance_to_mean=dist,
             consensus_distance=float(dist[alive].mean()) if bool(alive.any()) else float("nan"),
             honest=self._honest_mask,
@@ -301,14 +354,23 @@ class Simulation:
         return SimResult(
             self.exp,
             list(self.history),
-            self.params,
+            self._all_params().cpu(),
             wall_seconds,
             diverged=dict(self.diverged),
             stopped_early=self.stopped_early,
             warnings=list(self.warnings),
             interrupted=interrupted,
             rounds=self.round,
+            distributed=self._distribution(),
         )
+
+    def _distribution(self) -> dict[str, Any] | None:
+        """How the run was spread over ranks (None: one process)."""
+        return None
+
+    def _all_params(self) -> torch.Tensor:
+        """``(N, d)``: every node's current vector (gathered from every rank when distributed)."""
+        return self.params
 
     def run(self, on_round: Callable[[int, RoundMetrics | None], None] | None = None) -> SimResult:
         """Run every round of the scenario; ``on_round(r, metrics_or_None)`` after each.

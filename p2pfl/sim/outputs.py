@@ -15,6 +15,8 @@ so far. :func:`write_run_outputs` writes the final files from a
 * with DP-SGD (``privacy.mechanism = "dp_sgd"``): ``epsilon`` (the maximum over
   honest nodes), ``epsilon_per_node``, ``delta``, ``noise_multiplier`` and
   ``clip_norm`` (:func:`p2pfl.privacy.accounting.privacy_report`) for the rounds run.
+* ``distributed`` (distributed runs only): ranks, partition method, edges cut, nodes
+  per rank and halo bytes per round (:mod:`p2pfl.sim.distributed`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,8 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         "interrupted": result.interrupted,
         **sim_privacy(result),
     }
+    if result.distributed is not None:
+        extra["distributed"] = result.distributed
     if not result.history:  # stopped before the first evaluation
         return {
             "run_id": derive_run_id(scenario),

@@ -11,6 +11,7 @@ over groups, never over nodes.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -39,6 +40,20 @@ class RoundPlan:
     byzantine_nodes: torch.Tensor  # (B,) ids of nodes that do not follow the protocol
     byzantine_mixing: torch.Tensor  # (B, N) row-normalized: own + honest neighbours
     muted: torch.Tensor  # (M,) ids of diverged nodes: they keep their own vector
+
+
+def plan_on(plan: RoundPlan, device: torch.device) -> RoundPlan:
+    """``plan`` with the tensors that meet vectors (weights, masks, mixing) on ``device``;
+    index tensors stay on the CPU (a CUDA tensor may be indexed by CPU indices)."""
+    if device.type == "cpu":
+        return plan
+    groups = [
+        dataclasses.replace(g, weights=g.weights.to(device), byzantine=g.byzantine.to(device))
+        for g in plan.groups
+    ]
+    return dataclasses.replace(
+        plan, groups=groups, byzantine_mixing=plan.byzantine_mixing.to(device)
+    )
 
 
 def make_plan(

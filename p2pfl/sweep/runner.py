@@ -34,6 +34,8 @@ from p2pfl.errors import ConfigError, P2PFLError
 from p2pfl.sweep.grid import Cell, GridAxis, display, expand
 
 CELLS_DIR = "cells"
+#: Where cells run: this machine's processes, or Ray tasks (the optional extra ``ray``).
+EXECUTORS = ("local", "ray")
 OK = "ok"
 FAILED = "failed"
 
@@ -149,14 +151,14 @@ def execute_cell(payload: dict[str, Any]) -> Record:
         result = simulate(scenario)
         metrics = run_metrics(result)
     except (P2PFLError, ValueError) as exc:
-        return _failed(str(exc), start)
+        return failed_record(str(exc), start)
     except Exception as exc:  # a bug or a resource error: keep the sweep going, keep the trace
         tail = traceback.format_exc(limit=3).strip().splitlines()[-1]
-        return _failed(f"{type(exc).__name__}: {exc} ({tail})", start)
+        return failed_record(f"{type(exc).__name__}: {exc} ({tail})", start)
     return {"status": OK, "error": None, "wall_seconds": time.perf_counter() - start, **metrics}
 
 
-def _failed(message: str, start: float) -> Record:
+def failed_record(message: str, start: float) -> Record:
     return {"status": FAILED, "error": message, "wall_seconds": time.perf_counter() - start}
 
 
@@ -200,15 +202,26 @@ def run_sweep(
     retry_failed: bool = False,
     on_done: Callable[[Record, bool], None] | None = None,
     execute: Execute = execute_cell,
+    executor: str = "local",
+    address: str | None = None,
 ) -> SweepRun:
     """Run the planned cells that have no stored result; return every cell's record.
 
     ``on_done(record, skipped)`` is called once per cell (skipped ones first).
-    ``jobs == 1`` runs in this process; more use a spawn-context process pool.
-    ``execute`` must be a module-level function when ``jobs > 1``.
+    ``executor`` is a key of :data:`EXECUTORS`: ``"local"`` runs ``jobs == 1`` in this
+    process and more in a spawn-context process pool; ``"ray"`` runs each cell as a
+    Ray task (:mod:`p2pfl.sweep.ray_executor`) on the cluster at ``address`` (None: a
+    local one with ``jobs`` CPUs). ``execute`` must be a module-level function when
+    cells run in other processes.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"--jobs: must be an integer >= 1, got {jobs!r}")
+    if executor not in EXECUTORS:
+        raise ConfigError(
+            f"--executor: unknown executor {executor!r}; valid executors: {', '.join(EXECUTORS)}"
+        )
+    if address is not None and executor != "ray":
+        raise ConfigError("--address: only with --executor ray (the Ray cluster to use)")
     out = Path(out)
     (out / CELLS_DIR).mkdir(parents=True, exist_ok=True)
     records: dict[str, Record] = {}
@@ -237,7 +250,11 @@ def run_sweep(
         if on_done is not None:
             on_done(record, False)
 
-    if jobs == 1 or len(pending) <= 1:
+    if pending and executor == "ray":
+        from p2pfl.sweep.ray_executor import run_on_ray
+
+        run_on_ray(pending, execute, done, jobs, address)
+    elif jobs == 1 or len(pending) <= 1:
         _run_inline(pending, execute, done)
     else:
         _run_pool(pending, execute, done, jobs)
@@ -285,7 +302,7 @@ def _run_pool(
                     # nothing, so that the next run retries the cell.
                     done(
                         p,
-                        _failed("worker process died (out of memory?)", time.perf_counter()),
+                        failed_record("worker process died (out of memory?)", time.perf_counter()),
                         persist=False,
                     )
                     continue

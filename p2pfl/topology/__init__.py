@@ -28,7 +28,13 @@ from p2pfl.topology.describe import describe
 from p2pfl.topology.draw import draw
 from p2pfl.topology.fileformat import dumps_topology, load_topology, loads_topology, save_topology
 from p2pfl.topology.imports import import_graph
-from p2pfl.topology.mixing import MixingScheme, mixing_matrix, spectral_gap
+from p2pfl.topology.mixing import (
+    MixingScheme,
+    MixingWeights,
+    mixing_matrix,
+    mixing_weights,
+    spectral_gap,
+)
 from p2pfl.topology.model import Topology
 
 TopologyBuilder = Callable[..., nx.Graph]
@@ -67,6 +73,7 @@ __all__ = [
     "PLACEMENTS",
     "TOPOLOGIES",
     "MixingScheme",
+    "MixingWeights",
     "Placement",
     "Topology",
     "TopologyBuilder",
@@ -78,6 +85,7 @@ __all__ = [
     "load_topology",
     "loads_topology",
     "mixing_matrix",
+    "mixing_weights",
     "parse_address",
     "save_topology",
     "spectral_gap",
