@@ -130,9 +130,7 @@ def client(
     return dealer
 
 
-async def next_event(
-    monitor: zmq.asyncio.Socket, wanted: set[int], within: float = WAIT_S
-) -> Any:
+async def next_event(monitor: zmq.asyncio.Socket, wanted: set[int], within: float = WAIT_S) -> Any:
     async with async_timeout(within):
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
