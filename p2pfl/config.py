@@ -155,17 +155,19 @@ class CompressionConfig:
     ``int8``, ``fp16``, ``bf16``) with its ``params``. ``scheme`` ``"direct"`` sends
     the compressed vector (with ``error_feedback``, the residual is added to the next
     one); ``"choco"`` is CHOCO-SGD (Koloskova et al. 2019): public copies, compressed
-    differences and consensus step ``gamma`` in (0, 1].
+    differences and consensus step ``gamma`` in (0, 1], or ``"auto"``:
+    ``0.7 * sqrt(delta)`` for the operator's contraction ``delta``
+    (:meth:`p2pfl.compression.Compressor.auto_gamma`).
     """
 
     name: str = "none"
     params: dict[str, Any] = field(default_factory=dict)
     scheme: Literal["direct", "choco"] = "direct"
     error_feedback: bool = False
-    gamma: float = 0.5
+    gamma: float | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.gamma) and 0.0 < self.gamma <= 1.0):
+        if self.gamma != "auto" and not (math.isfinite(self.gamma) and 0.0 < self.gamma <= 1.0):
             raise ConfigError(f"compression.gamma: must be in (0, 1], got {self.gamma}")
         if self.error_feedback and self.scheme == "choco":
             raise ConfigError(

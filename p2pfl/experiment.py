@@ -208,9 +208,10 @@ def build_experiment(scenario: Scenario) -> Experiment:
     )
     f = _per_node_f(scenario, topology.graph, byzantine)
     comp = scenario.compression
-    compression = CompressionSpec(
-        make_compressor(comp.name, comp.params), comp.scheme, comp.error_feedback, comp.gamma
-    )
+    compressor = make_compressor(comp.name, comp.params)
+    d = int(flatten(model).numel())
+    gamma = compressor.auto_gamma(d) if comp.gamma == "auto" else float(comp.gamma)
+    compression = CompressionSpec(compressor, comp.scheme, comp.error_feedback, gamma)
     exp = Experiment(
         scenario=scenario,
         train=train,

@@ -53,7 +53,7 @@ import torch
 import zmq
 
 from p2pfl import wire
-from p2pfl.compression import Encoding, QuantPayload, SparsePayload
+from p2pfl.compression import Encoding, QuantPayload, SparsePayload, decompress
 from p2pfl.errors import DecodeError, RejectedMessage
 from p2pfl.security.auth import check_claimed_sender
 
@@ -253,7 +253,7 @@ def _check_packed(message: wire.Packed, expected: Encoding) -> None:
             raise RejectedMessage(
                 "out_of_range", f"quantized vector from node {sender}: a negative scale"
             )
-        values = p.scales
+        values = decompress(p)  # codes * scales: a huge finite scale may still overflow
     if not bool(torch.isfinite(values).all()):
         raise RejectedMessage("non_finite", f"vector from node {sender} has NaN or Inf")
 

@@ -285,9 +285,11 @@ def payload_of(message: Params | Packed) -> Payload:
     return message.payload
 
 
-def encoded_nbytes(frames: Sequence[bytes | memoryview]) -> int:
+def encoded_nbytes(frames: Sequence[Frame]) -> int:
     """Bytes of an encoded message on the wire: header plus payload, as :func:`encode` made them."""
-    return sum(memoryview(f).nbytes for f in frames)
+    return sum(
+        f.buffer.nbytes if isinstance(f, zmq.Frame) else memoryview(f).nbytes for f in frames
+    )
 
 
 _COMMON_KEYS = frozenset({"v", "kind", "sender"})

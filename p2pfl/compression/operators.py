@@ -205,6 +205,38 @@ COMPRESSORS: Registry[Callable[..., Payload]] = Registry(
 )
 
 
+def _delta_sparse(d: int, ratio: float = 0.01, scaled: bool = False) -> float:
+    return _count(d, ratio) / d
+
+
+def _delta_qsgd(d: int, levels: int = 16, block: int = 512, rescale: bool = False) -> float:
+    b = min(block, d)
+    return 1.0 / (1.0 + min(b / levels**2, math.sqrt(b) / levels))
+
+
+def _delta_int8(d: int, block: int = 256) -> float:
+    return max(0.0, 1.0 - min(block, d) / (4 * MAX_LEVELS**2))
+
+
+#: Each operator's contraction ``delta`` (its docstring's), from ``d`` and its parameters;
+#: for the unbiased QSGD, that of its rescaled form ``delta = 1 / tau``.
+CONTRACTIONS: Mapping[str, Callable[..., float]] = {
+    "none": lambda d: 1.0,
+    "fp16": lambda d: 1.0,
+    "bf16": lambda d: 1.0,
+    "top_k": _delta_sparse,
+    "random_k": _delta_sparse,
+    "qsgd": _delta_qsgd,
+    "int8": _delta_int8,
+}
+
+#: ``gamma = "auto"`` is ``AUTO_GAMMA * sqrt(delta)``: CHOCO's theory asks for a step
+#: shrinking with ``delta`` (``O(delta * spectral_gap^2)``, far too small in practice);
+#: the paper tunes it per operator. This rule is the one tuned on the digits scenarios
+#: (sims/experiments/compression): top-k 1% -> 0.07, int8 -> 0.7.
+AUTO_GAMMA = 0.7
+
+
 @dataclass(frozen=True)
 class Compressor:
     """A registered operator with its parameters fixed: ``compress(x, generator)``."""
@@ -223,6 +255,14 @@ class Compressor:
     @property
     def is_identity(self) -> bool:
         return self.name == "none"
+
+    def delta(self, d: int) -> float:
+        """The contraction ``delta`` on ``d`` coordinates (see :data:`CONTRACTIONS`)."""
+        return float(CONTRACTIONS[self.name](d, **self.parameters))
+
+    def auto_gamma(self, d: int) -> float:
+        """CHOCO's consensus step for ``gamma = "auto"``: ``AUTO_GAMMA * sqrt(delta)``."""
+        return min(1.0, AUTO_GAMMA * math.sqrt(self.delta(d)))
 
 
 def make_compressor(name: str, params: Mapping[str, Any]) -> Compressor:

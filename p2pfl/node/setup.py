@@ -30,6 +30,7 @@ import torch
 
 from p2pfl.aggregators import Aggregator
 from p2pfl.attacks import Attack
+from p2pfl.compression import CompressionSpec
 from p2pfl.config import NetworkConfig
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment
@@ -69,6 +70,7 @@ class NodeSetup:
     rounds: int
     eval_every: int
     network: NetworkConfig
+    compression: CompressionSpec
 
     def __post_init__(self) -> None:
         if self.node_id in self.neighbours:
@@ -165,6 +167,7 @@ class NodeSetup:
             rounds=scenario.run.rounds,
             eval_every=scenario.run.eval_every,
             network=scenario.network,
+            compression=exp.compression,
         )
 
 

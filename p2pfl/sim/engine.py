@@ -25,6 +25,7 @@ crafted vector is dropped by its receiver, as a node's boundary rejects it.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from p2pfl.aggregators import Neighbourhood
+from p2pfl.compression import choco_step
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import local_steps
@@ -45,6 +47,7 @@ from p2pfl.rounds import (
     knowledge_warnings,
     score,
 )
+from p2pfl.sim.channel import Channel
 from p2pfl.sim.plan import AggregationGroup, RoundPlan, make_plan
 
 
@@ -85,7 +88,9 @@ class SimResult:
     ``stopped_early`` is the round the run stopped at because every honest node
     had diverged (None otherwise); ``warnings`` are the run's knowledge warnings
     (:func:`p2pfl.rounds.knowledge_warnings`); ``interrupted`` says the run was
-    stopped (Ctrl-C) before its last round.
+    stopped (Ctrl-C) before its last round. ``bytes_sent[i]`` is what node ``i``
+    sent over the rounds run (``rounds_run``): its vector messages, header and
+    payload, once per neighbour (:class:`p2pfl.sim.channel.Channel`).
     """
 
     experiment: Experiment
@@ -96,6 +101,8 @@ class SimResult:
     stopped_early: int | None = None
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    bytes_sent: list[int] = field(default_factory=list)
+    rounds_run: int = 0
 
     @property
     def final(self) -> RoundMetrics:
@@ -124,6 +131,7 @@ class Simulation:
         self._honest_mask[list(experiment.byzantine)] = False
         self._omniscient = experiment.scenario.byzantine.knowledge == "omniscient"
         self._muted: frozenset[int] = frozenset()
+        self.channel = Channel(experiment)
         self._replan()
         attack = experiment.attack
         self.warnings: list[str] = (
@@ -138,6 +146,15 @@ class Simulation:
         """Routing and attack geometry for the current set of muted (diverged) nodes."""
         exp, muted = self.exp, self._muted
         self.plan: RoundPlan = make_plan(exp, muted)
+        # nodes whose vector goes out this round (vector attackers: to Byzantine neighbours)
+        self._senders = sorted((exp.follows_protocol | set(exp.vector_attackers)) - muted)
+        # direct compression: own vectors are the trained ones, inputs the decoded
+        # messages, read from one table [trained; messages] (inputs shifted by N)
+        self._groups = (
+            self.plan.groups
+            if self.channel.own_in_table
+            else [_shift_inputs(g, exp.n) for g in self.plan.groups]
+        )
         alive = [i for i in exp.honest if i not in muted]
         self._alive_honest = torch.tensor(alive, dtype=torch.int64)
         self._geometry: list[tuple[AttackGeometry, int]] = []
@@ -174,13 +191,28 @@ class Simulation:
             r,
         )
         self._track_divergence(trained, r)
-        table, dropped = self._message_table(trained, r)
+        seen = self.channel.sender_rows(trained, r, self._senders)
+        table, dropped = self._message_table(trained, seen, r)
+        if not self.channel.own_in_table:
+            table = torch.cat([trained, table])
+            if dropped is not None:
+                dropped = torch.cat([torch.zeros(self.exp.n, dtype=torch.bool), dropped])
         new = trained.clone()  # muted nodes keep their own vector
-        for g in self.plan.groups:
-            new[g.nodes] = self._aggregate_group(g, table, dropped)
+        for g in self._groups:
+            combined = self._aggregate_group(g, table, dropped)
+            if self.channel.choco:  # the rule acted on the public copies
+                combined = choco_step(
+                    trained[g.nodes], combined, seen[g.nodes], self.exp.compression.gamma
+                )
+            new[g.nodes] = combined
         plan = self.plan
         if plan.byzantine_nodes.numel():
-            new[plan.byzantine_nodes] = torch.sparse.mm(plan.byzantine_mixing, trained)
+            # a Byzantine node's own vector and what it holds of its honest neighbours
+            held = trained
+            if seen is not trained:
+                held = seen.clone()
+                held[plan.byzantine_nodes] = trained[plan.byzantine_nodes]
+            new[plan.byzantine_nodes] = torch.sparse.mm(plan.byzantine_mixing, held)
         self.params = new
         self.round = r
 
@@ -203,21 +235,29 @@ class Simulation:
             self._replan()
 
     def _message_table(
-        self, trained: torch.Tensor, r: int
+        self, trained: torch.Tensor, seen: torch.Tensor, r: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The round's message table, and which of its rows receivers drop (None: none).
 
-        Rows ``0..N-1`` are the trained vectors (a muted node's row is never read);
-        crafted rows that are not finite are dropped, as a node's boundary rejects them.
+        Rows ``0..N-1`` are ``seen``, what the neighbours hold of each sender (the
+        trained vectors without compression; a muted node's row is never read);
+        then one row per (attacker, target), what the target holds of the attacker
+        after its crafted message. Rows that are not finite are dropped, as a node's
+        boundary rejects them. An attacker crafts from its own trained vector and what
+        it holds of the honest nodes.
         """
         exp, plan = self.exp, self.plan
         if not plan.attackers:
-            return trained, None
+            return seen, None
         assert exp.attack is not None
         extra = trained.new_empty((plan.extra_rows, trained.shape[1]))
+        attacker = -1
 
         def vectors(ids: torch.Tensor) -> torch.Tensor:
-            return trained.index_select(0, ids)
+            rows = seen.index_select(0, ids)
+            if seen is not trained:
+                rows[ids == attacker] = trained[attacker]
+            return rows
 
         # Fang's reference: the model the honest vectors started this round from, as far
         # as the attacker knows it (omniscient: the honest mean; local: its own state).
@@ -227,11 +267,15 @@ class Simulation:
             else None
         )
         for geometry, f_view in self._geometry:
-            before = self.params[geometry.attacker] if honest_before is None else honest_before
+            attacker = geometry.attacker
+            before = self.params[attacker] if honest_before is None else honest_before
             view = geometry.view(vectors, f_view, exp.seed, r, before=before)
-            start = plan.attacker_rows[geometry.attacker] - exp.n
-            extra[start : start + len(geometry.targets)] = craft_messages(exp.attack, view)
-        table = torch.cat([trained, extra])
+            start = plan.attacker_rows[attacker] - exp.n
+            crafted = craft_messages(exp.attack, view)
+            extra[start : start + len(geometry.targets)] = self.channel.crafted_rows(
+                attacker, geometry.targets, crafted, r
+            )
+        table = torch.cat([seen, extra])
         bad_extra = ~torch.isfinite(extra).all(1)
         if not bool(bad_extra.any()):
             return table, None
@@ -306,6 +350,8 @@ class Simulation:
             stopped_early=self.stopped_early,
             warnings=list(self.warnings),
             interrupted=interrupted,
+            bytes_sent=list(self.channel.bytes_sent),
+            rounds_run=self.round,
         )
 
     def run(self, on_round: Callable[[int, RoundMetrics | None], None] | None = None) -> SimResult:
@@ -329,6 +375,13 @@ class Simulation:
                 self.stopped_early = self.round if self.round < rounds else None
                 break
         return self.result(time.perf_counter() - start)
+
+
+def _shift_inputs(g: AggregationGroup, n: int) -> AggregationGroup:
+    """``g`` reading its inputs from rows ``N..`` of ``[trained; messages]``."""
+    rows = g.rows.clone()
+    rows[:, 1:] += n
+    return dataclasses.replace(g, rows=rows)
 
 
 def simulate(

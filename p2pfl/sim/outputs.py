@@ -11,7 +11,9 @@ so far. :func:`write_run_outputs` writes the final files from a
 * ``stopped_early``: the round the run stopped at because every honest node had
   diverged, or null;
 * ``warnings``: why an attack could not act (:func:`p2pfl.rounds.knowledge_warnings`);
-* ``interrupted``: true when the run was stopped before its last round.
+* ``interrupted``: true when the run was stopped before its last round;
+* ``bytes_sent_per_node_per_round``, ``bytes_sent_total``: what the nodes sent
+  (:func:`p2pfl.report.byte_counts`).
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class MetricsLog:
 
 def sim_summary(result: SimResult) -> dict[str, Any]:
     """``summary.json`` of a result (see the module docstring)."""
-    from p2pfl.report import derive_run_id, summarize_records
+    from p2pfl.report import byte_counts, derive_run_id, summarize_records
 
     exp = result.experiment
     scenario = exp.scenario.to_dict()
@@ -79,6 +81,7 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "warnings": list(result.warnings),
         "interrupted": result.interrupted,
+        **byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds_run),
     }
     if not result.history:  # stopped before the first evaluation
         return {
