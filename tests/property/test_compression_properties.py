@@ -60,7 +60,9 @@ def test_random_k_unscaled_keeps_exactly_k_coordinates(
     assert sq(y - x) == pytest.approx(sq(x) - sq(x[idx]), rel=1e-5, abs=1e-6)
 
 
-def _mean_of_draws(name: str, params: dict[str, object], x: torch.Tensor, draws: int) -> torch.Tensor:
+def _mean_of_draws(
+    name: str, params: dict[str, object], x: torch.Tensor, draws: int
+) -> torch.Tensor:
     comp = make_compressor(name, params)
     total = torch.zeros_like(x, dtype=torch.float64)
     g = torch.Generator()
