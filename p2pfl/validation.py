@@ -245,7 +245,8 @@ def _check_packed(message: wire.Packed, expected: Encoding) -> None:
         values = p.values
     else:
         assert isinstance(p, QuantPayload)
-        if bool((p.codes.abs() > p.levels).any()) or bool((p.codes == -128).any()):
+        lo, hi = torch.aminmax(p.codes) if p.codes.numel() else (torch.tensor(0), torch.tensor(0))
+        if int(lo) < -p.levels or int(hi) > p.levels:
             raise RejectedMessage(
                 "out_of_range", f"quantized vector from node {sender}: a code beyond {p.levels}"
             )
