@@ -13,7 +13,9 @@ For each operator, one run, alternating repetitions so machine load hits both al
 Each sample streams ``--stream`` messages and waits for one ack. Prints medians: ms per
 message, the wire's MB/s, the model's MB/s (float32 bytes of the vector moved per second,
 what compression buys), and the ratio of raw's time to full's (1.0: the codec and the
-transport cost nothing beyond pyzmq's own sending of those bytes).
+transport cost nothing beyond pyzmq's own sending of those bytes), then each step's cost
+in one process. On loopback the operators' arithmetic (top-k's selection, QSGD's
+random draws) dominates: compression pays where the link, not the CPU, is the bottleneck.
 
     python benchmarks/bench_compression.py [--mb 40] [--reps 7] [--stream 4]
 """
@@ -167,9 +169,49 @@ async def run(mb: float, reps: int, stream: int) -> None:
             f"{r['raw'] / r['full']:9.2f}",
             flush=True,
         )
+    print("  in process, ms: compress, encode (xxh3), decode + validate, decompress")
+    for name, _ in OPERATORS:
+        t = in_process(name, vector, reps)
+        print(
+            f"  {name:<10} {t['compress']:8.1f} {t['encode']:8.1f} {t['check']:8.1f} "
+            f"{t['decompress']:8.1f}",
+            flush=True,
+        )
+
+
+def in_process(name: str, vector: torch.Tensor, reps: int) -> dict[str, float]:
+    """Median ms of each step, in one process: compress, encode, decode + validate, decompress."""
+    d = vector.numel()
+    comp = make_compressor(name, dict(OPERATORS)[name])
+    expect = Expectations(
+        node_id=1,
+        neighbours=frozenset({0}),
+        param_count=d,
+        encoding=comp.encoding(d),
+        rounds_ahead=2**40,
+    )
+    steps: dict[str, list[float]] = {"compress": [], "encode": [], "check": [], "decompress": []}
+    for k in range(reps):
+        t0 = time.perf_counter()
+        payload = comp.compress(vector, compression_generator(0, 0, k))
+        t1 = time.perf_counter()
+        frames = wire.encode(wire.vector_message(0, k, payload))
+        t2 = time.perf_counter()
+        received = [bytes(frames[0]), bytearray(frames[1])]  # private buffers, as from ZeroMQ
+        t2b = time.perf_counter()
+        message = wire.decode(received, max_payload_bytes=2**31)
+        assert isinstance(message, wire.Params | wire.Packed)
+        validate(message, 0, expect, set())
+        t3 = time.perf_counter()
+        decompress(wire.payload_of(message))
+        t4 = time.perf_counter()
+        for key, value in zip(steps, (t1 - t0, t2 - t1, t3 - t2b, t4 - t3), strict=True):
+            steps[key].append(value * 1e3)
+    return {key: statistics.median(v) for key, v in steps.items()}
 
 
 def main() -> None:
+    torch.set_num_threads(1)  # one core per process: sender and receiver share the machine
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--mb", type=float, default=40.0, help="float32 vector size in MB (default 40)"

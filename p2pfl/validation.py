@@ -53,7 +53,7 @@ import torch
 import zmq
 
 from p2pfl import wire
-from p2pfl.compression import Encoding, QuantPayload, SparsePayload, decompress
+from p2pfl.compression import Encoding, QuantPayload, SparsePayload, payload_finite
 from p2pfl.errors import DecodeError, RejectedMessage
 from p2pfl.security.auth import check_claimed_sender
 
@@ -242,7 +242,6 @@ def _check_packed(message: wire.Packed, expected: Encoding) -> None:
                 f"sparse vector from node {sender}: indices not strictly increasing in "
                 f"[0, {p.length})",
             )
-        values = p.values
     else:
         assert isinstance(p, QuantPayload)
         lo, hi = torch.aminmax(p.codes) if p.codes.numel() else (torch.tensor(0), torch.tensor(0))
@@ -254,8 +253,7 @@ def _check_packed(message: wire.Packed, expected: Encoding) -> None:
             raise RejectedMessage(
                 "out_of_range", f"quantized vector from node {sender}: a negative scale"
             )
-        values = decompress(p)  # codes * scales: a huge finite scale may still overflow
-    if not bool(torch.isfinite(values).all()):
+    if not payload_finite(p):  # quantized: also a scale that overflows once decoded
         raise RejectedMessage("non_finite", f"vector from node {sender} has NaN or Inf")
 
 

@@ -20,6 +20,7 @@ from p2pfl.compression.payload import (
     QuantPayload,
     SparsePayload,
     decompress,
+    payload_finite,
     payload_nbytes,
 )
 from p2pfl.compression.scheme import CompressionSpec, choco_message, choco_step, direct_message
@@ -40,5 +41,6 @@ __all__ = [
     "decompress",
     "direct_message",
     "make_compressor",
+    "payload_finite",
     "payload_nbytes",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "QuantPayload",
     "SparsePayload",
     "decompress",
+    "payload_finite",
     "payload_nbytes",
 ]
 
@@ -80,6 +81,19 @@ class QuantPayload:
 
 
 Payload: TypeAlias = DensePayload | SparsePayload | QuantPayload
+
+
+def payload_finite(payload: Payload) -> bool:
+    """Whether every value the payload stands for is finite, without decompressing it.
+
+    Dense and sparse: every value finite. Quantized: every scale finite and
+    ``levels * scale`` too, so that any code within ``levels`` decodes to a finite value
+    (a finite scale near float32's maximum still overflows once multiplied). The node's
+    boundary (:mod:`p2pfl.validation`) and the simulator drop exactly the same messages.
+    """
+    if isinstance(payload, QuantPayload):
+        return bool(torch.isfinite(payload.scales * payload.levels).all())
+    return bool(torch.isfinite(payload.values).all())
 
 
 def decompress(payload: Payload) -> torch.Tensor:

@@ -34,6 +34,7 @@ from p2pfl.compression import (
     choco_step,
     compression_generator,
     direct_message,
+    payload_finite,
 )
 
 
@@ -89,7 +90,7 @@ class NodeCodec:
         held = self.sent_hats.get(target, self._initial)
         payload, q = choco_message(vector, held, self.spec, gen)
         moved = held + q
-        if bool(torch.isfinite(moved).all()):
+        if payload_finite(payload) and bool(torch.isfinite(moved).all()):  # else refused
             self.sent_hats[target] = moved
         return self._frames(r, payload)
 

@@ -32,6 +32,7 @@ from p2pfl.compression import (
     compression_generator,
     decompress,
     direct_message,
+    payload_finite,
 )
 from p2pfl.experiment import Experiment
 
@@ -114,14 +115,14 @@ class Channel:
                 held = self.edge_hat.get((attacker, i), self.exp.initial)
                 payload, q = choco_message(crafted[k], held, self.spec, gen)
                 moved = held + q
-                if bool(torch.isfinite(moved).all()):
+                if payload_finite(payload) and bool(torch.isfinite(moved).all()):
                     self.edge_hat[(attacker, i)] = moved
                     out[k] = moved
                 else:  # refused (or overflowing): the target keeps its copy, drops the input
                     out[k] = float("nan")
             else:
                 payload = self.spec.compressor.compress(crafted[k], gen)
-                out[k] = decompress(payload)
+                out[k] = decompress(payload) if payload_finite(payload) else float("nan")
             self._count(attacker, message_nbytes(attacker, r, payload), 1)
         return out
 
