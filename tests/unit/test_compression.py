@@ -300,3 +300,15 @@ def test_a_byzantine_neighbour_moves_its_choco_copy_by_at_most_k_coordinates() -
             copies.append(int((moved != 0).sum()))
     assert copies and max(copies) <= k
     assert max(copies) > 0
+
+
+def test_public_api_is_exactly_all_and_the_registry_has_every_operator() -> None:
+    import p2pfl.compression as comp
+    from p2pfl.compression import COMPRESSORS
+
+    public = {n for n in dir(comp) if not n.startswith("_")}
+    modules = {n for n in public if type(getattr(comp, n)).__name__ == "module"}
+    assert public - modules == set(comp.__all__)
+    assert COMPRESSORS.names() == sorted(
+        ["none", "top_k", "random_k", "qsgd", "int8", "fp16", "bf16"]
+    )
