@@ -38,6 +38,7 @@ RUN_COLUMNS = (
     "byzantine",
     "diverged",
     "rounds",
+    "bytes_sent_per_node_per_round",
     "wall_seconds",
     "error",
     "cell",
