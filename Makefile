@@ -17,5 +17,6 @@ test:
 
 bench:
 	python benchmarks/bench_sim.py
+	python benchmarks/bench_privacy.py
 	python benchmarks/bench_aggregators.py
 	python benchmarks/bench_transport.py

@@ -233,6 +233,50 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """Differentially private local training (:mod:`p2pfl.privacy`).
+
+    ``mechanism = "dp_sgd"`` (Abadi et al. 2016): every local step samples each
+    example of the node's shard with probability ``batch_size / shard size``
+    (Poisson), clips each example's gradient to ``clip_norm`` and adds Gaussian
+    noise of standard deviation ``noise_multiplier * clip_norm`` to the sum. Give
+    ``noise_multiplier``, or ``target_epsilon`` to have it solved for before the
+    run (the smallest noise whose epsilon after ``run.rounds`` rounds is at most
+    the target, for the node with the highest sampling rate). ``delta`` defaults
+    to ``1 / (largest shard)`` rounded down to a power of ten.
+    """
+
+    mechanism: Literal["none", "dp_sgd"] = "none"
+    clip_norm: float = 1.0
+    noise_multiplier: float | None = None
+    target_epsilon: float | None = None
+    delta: float | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.clip_norm) and self.clip_norm > 0):
+            raise ConfigError(f"privacy.clip_norm: must be a positive number, got {self.clip_norm}")
+        sigma, target = self.noise_multiplier, self.target_epsilon
+        if sigma is not None and not (math.isfinite(sigma) and sigma > 0):
+            raise ConfigError(f"privacy.noise_multiplier: must be a positive number, got {sigma}")
+        if target is not None and not (math.isfinite(target) and target > 0):
+            raise ConfigError(f"privacy.target_epsilon: must be a positive number, got {target}")
+        if self.delta is not None and not 0.0 < self.delta < 1.0:
+            raise ConfigError(f"privacy.delta: must be in (0, 1), got {self.delta}")
+        if self.mechanism != "dp_sgd":
+            return
+        if sigma is not None and target is not None:
+            raise ConfigError(
+                "privacy.target_epsilon: give privacy.noise_multiplier or privacy.target_epsilon, "
+                "not both (the noise multiplier is solved from the target)"
+            )
+        if sigma is None and target is None:
+            raise ConfigError(
+                "privacy.noise_multiplier: privacy.mechanism = 'dp_sgd' needs "
+                "privacy.noise_multiplier or privacy.target_epsilon"
+            )
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A complete experiment. ``Scenario()`` is the embedded default."""
 
@@ -245,13 +289,21 @@ class Scenario:
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     compression: CompressionConfig = field(default_factory=CompressionConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     # Directory that relative paths in the scenario are resolved against.
     base_dir: str = field(default=".", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fully resolved scenario as plain data (the inverse of :func:`scenario_from_dict`)."""
+        """The fully resolved scenario as plain data (the inverse of :func:`scenario_from_dict`).
+
+        A ``privacy`` section at its default (no mechanism) is left out, so that the
+        run ids and sweep cell ids of non-private scenarios (hashes of this dict) are
+        the ones they had before the section existed.
+        """
         out = dataclasses.asdict(self)
         out.pop("base_dir")
+        if self.privacy == PrivacyConfig():
+            out.pop("privacy")
         return out
 
     def resolve_path(self, path: str) -> Path:

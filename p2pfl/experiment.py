@@ -28,6 +28,7 @@ from p2pfl.errors import ConfigError
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
 from p2pfl.models import build_model
 from p2pfl.params import flatten
+from p2pfl.privacy.accounting import resolve as resolve_privacy
 from p2pfl.seeding import derive_seed, generator_for
 from p2pfl.topology import PLACEMENTS, TOPOLOGIES, Topology, load_topology, mixing_matrix
 
@@ -232,6 +233,12 @@ def build_experiment(scenario: Scenario) -> Experiment:
             lr=scenario.training.lr,
             momentum=scenario.training.momentum,
             weight_decay=scenario.training.weight_decay,
+            privacy=resolve_privacy(
+                scenario.privacy,
+                local.sizes,
+                scenario.training.batch_size,
+                scenario.run.rounds * scenario.training.local_steps,
+            ),
         ),
         compression=compression,
     )

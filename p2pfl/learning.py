@@ -10,10 +10,18 @@ of the others in the batch.
 Local SGD (Lian et al. 2017, decentralized SGD; Koloskova et al. 2020 local steps):
 for ``E`` steps, ``g = grad L(x; batch)``, ``g += wd * x`` on trainable
 coordinates, ``m = mu * m + g``, ``x = x - lr * m`` (plain SGD when ``mu = 0``).
+
+With DP-SGD (``TrainingSpec.privacy``, Abadi et al. 2016) ``g`` is instead
+``(sum_e clip(g_e, C) + sigma C xi) / (q n)`` over a Poisson-sampled batch (rate
+``q = min(1, B / n)`` for a shard of ``n`` examples), with ``g_e`` each example's
+own gradient, ``clip(g, C) = g * min(1, C / ||g||)`` and ``xi ~ N(0, I)`` from the
+node's seeded stream (:mod:`p2pfl.privacy.mechanism`); weight decay and momentum
+follow as above (post-processing of the private gradient).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -22,6 +30,7 @@ from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
 from p2pfl.params import ParamLayout
+from p2pfl.privacy.mechanism import DPSpec, NoiseStreams, poisson_batches, sample_rates
 from p2pfl.relu_mlp import ReluMLP
 from p2pfl.seeding import round_batch_indices
 
@@ -61,6 +70,7 @@ class TrainingSpec:
     lr: float
     momentum: float = 0.0
     weight_decay: float = 0.0
+    privacy: DPSpec | None = None  # DP-SGD's clipping and noise; None: plain SGD
 
 
 class FunctionalModel:
@@ -76,6 +86,8 @@ class FunctionalModel:
         # backward of slicing a flat vector would build a zero-filled (N, d) tensor
         # per slot; one concatenation at the end is cheaper.
         self._grad_loss = vmap(grad_and_value(self._loss_of_state))
+        # Per-sample: over nodes, then over the samples of each node's batch.
+        self._sample_grads = vmap(vmap(grad_and_value(self._loss_of_sample), in_dims=(None, 0, 0)))
         self._relu_mlp = ReluMLP.match(model, self.layout)
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
 
@@ -93,6 +105,12 @@ class FunctionalModel:
         # dimension, several times faster than over a last dimension of ~10 classes.
         return F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))
 
+    def _loss_of_sample(
+        self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+    ) -> torch.Tensor:
+        logits = functional_call(self.module, state, (x.unsqueeze(0),))
+        return F.cross_entropy(logits, y.unsqueeze(0))
+
     def grads(
         self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,6 +125,51 @@ class FunctionalModel:
         state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
         g, loss = self._grad_loss(state, x, y)
         return torch.cat([g[name].reshape(n, -1) for name, *_ in self._slots], dim=1), loss
+
+    def clipped_grad_sum(
+        self,
+        params: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        weight: torch.Tensor,
+        clip_norm: float,
+        max_bytes: int = 256 << 20,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """DP-SGD's clipped sum ``sum_b weight[:, b] * clip(g_b, C)`` ``(N, d)``, and the loss sum ``(N,)``.
+
+        ``g_b`` is the gradient of sample ``b`` alone (trainable coordinates only),
+        ``clip(g, C) = g * min(1, C / ||g||)``; ``weight`` ``(N, B)`` is 1 for the
+        samples of each node's batch and 0 for padding. ReLU MLPs take the
+        closed-form path of :meth:`ReluMLP.clipped_grad_sum` (no per-sample
+        gradient is formed); other models ``vmap(vmap(grad(...)))`` over nodes and
+        samples, ``(N, B, d)`` in memory, in chunks of nodes of at most ``max_bytes``.
+        """
+        if self._relu_mlp is not None and self._relu_mlp.accepts(x):
+            return self._relu_mlp.clipped_grad_sum(params, x, y, weight, clip_norm)
+        # (chunk, B, d) per-sample gradients at a time, at most ~max_bytes of them
+        n, batch = y.shape
+        chunk = max(1, max_bytes // max(1, 4 * batch * params.shape[1]))
+        if n > chunk:
+            parts = [
+                self.clipped_grad_sum(
+                    params[i : i + chunk],
+                    x[i : i + chunk],
+                    y[i : i + chunk],
+                    weight[i : i + chunk],
+                    clip_norm,
+                    max_bytes,
+                )
+                for i in range(0, n, chunk)
+            ]
+            return torch.cat([p for p, _ in parts]), torch.cat([s for _, s in parts])
+        state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
+        g, losses = self._sample_grads(state, x, y)
+        per_sample = torch.cat([g[name].flatten(2) for name, *_ in self._slots], dim=2)
+        if not self.all_trainable:
+            per_sample.mul_(self.trainable)
+        norms = torch.linalg.vector_norm(per_sample, dim=2)  # (N, B)
+        scale = (clip_norm / norms).clamp(max=1.0) * weight
+        return torch.einsum("nb,nbd->nd", scale, per_sample), (losses * weight).sum(1)
 
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)``."""
@@ -134,11 +197,14 @@ def local_steps(
     buf = momentum.clone() if momentum is not None else None
     mask = None if fmodel.all_trainable else fmodel.trainable
     total_loss = torch.zeros(x.shape[0])
-    idx = round_batch_indices(seed, nodes, round_, spec.local_steps, spec.batch_size, data.sizes)
-    idx += data.offsets.reshape(-1, 1, 1)
+    grads = (
+        _private_grads(fmodel, data, nodes, spec, spec.privacy, seed, round_)
+        if spec.privacy is not None
+        else _plain_grads(fmodel, data, nodes, spec, seed, round_)
+    )
     with torch.no_grad():
         for step in range(spec.local_steps):
-            g, loss = fmodel.grads(x, data.x[idx[:, step]], data.y[idx[:, step]])
+            g, loss = grads(x, step)
             # In place: g is a fresh tensor, and every round allocates less.
             if mask is not None:
                 g.mul_(mask)
@@ -151,6 +217,57 @@ def local_steps(
             x.sub_(g, alpha=spec.lr)
             total_loss += loss
     return x, buf, total_loss / spec.local_steps
+
+
+StepGrads = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _plain_grads(
+    fmodel: FunctionalModel,
+    data: LocalData,
+    nodes: torch.Tensor,
+    spec: TrainingSpec,
+    seed: int,
+    round_: int,
+) -> StepGrads:
+    """Step ``s``'s minibatch gradient and loss: uniform batches of :mod:`p2pfl.seeding`."""
+    idx = round_batch_indices(seed, nodes, round_, spec.local_steps, spec.batch_size, data.sizes)
+    idx += data.offsets.reshape(-1, 1, 1)
+
+    def step_grads(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return fmodel.grads(x, data.x[idx[:, step]], data.y[idx[:, step]])
+
+    return step_grads
+
+
+def _private_grads(
+    fmodel: FunctionalModel,
+    data: LocalData,
+    nodes: torch.Tensor,
+    spec: TrainingSpec,
+    dp: DPSpec,
+    seed: int,
+    round_: int,
+) -> StepGrads:
+    """Step ``s``'s DP-SGD gradient ``(sum_e clip(g_e, C) + sigma C xi) / (q n)`` and mean loss."""
+    rates = sample_rates(spec.batch_size, data.sizes)
+    idx, valid = poisson_batches(seed, nodes, round_, spec.local_steps, rates, data.sizes)
+    idx += data.offsets.reshape(-1, 1, 1)
+    weight = valid.to(torch.float32)
+    counts = weight.sum(-1).clamp(min=1.0)  # (N, steps): mean loss of an empty batch is 0
+    expected = (rates * data.sizes).to(torch.float32).reshape(-1, 1)  # q n
+    noise = NoiseStreams(seed, nodes, round_)
+    std = dp.noise_multiplier * dp.clip_norm
+
+    def step_grads(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        at = idx[:, step]
+        total, loss = fmodel.clipped_grad_sum(
+            x, data.x[at], data.y[at], weight[:, step], dp.clip_norm
+        )
+        total.add_(noise.next(x.shape[1]), alpha=std)
+        return total.div_(expected), loss / counts[:, step]
+
+    return step_grads
 
 
 def evaluate(

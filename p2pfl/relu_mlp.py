@@ -99,7 +99,46 @@ class ReluMLP:
         ``params`` is ``(N, d)``; ``x`` is ``(N, B, ...)`` and ``y`` ``(N, B)``
         int64 class indices.
         """
-        n, batch = y.shape
+        fw = self._forward(params, x)
+        target = y.unsqueeze(1)
+        loss = -fw.log_probs.gather(1, target).mean((1, 2))
+        # Backward: delta = (softmax - onehot) / B, then through the layers.
+        delta = fw.log_probs.exp_()
+        delta.scatter_add_(1, target, torch.full_like(target, -1, dtype=delta.dtype))
+        delta.mul_(1.0 / y.shape[1])
+        return self._grads(fw, self._deltas(fw, delta)), loss
+
+    def clipped_grad_sum(
+        self, params: Tensor, x: Tensor, y: Tensor, weight: Tensor, clip_norm: float
+    ) -> tuple[Tensor, Tensor]:
+        """``sum_b weight[:, b] * clip(g_b, C)`` ``(N, d)`` and ``sum_b weight[:, b] * loss_b`` ``(N,)``.
+
+        ``g_b`` is sample ``b``'s own gradient, ``clip(g, C) = g * min(1, C / ||g||)``
+        (DP-SGD's per-example clipping). No per-sample gradient is formed: the
+        gradient of sample ``b`` is ``delta_{l,b} a_{l-1,b}^T`` (weights) and
+        ``delta_{l,b}`` (biases) in every layer ``l``, so ``||g_b||^2 =
+        sum_l ||delta_{l,b}||^2 (||a_{l-1,b}||^2 + 1)``, and the clipped sum is the
+        ordinary backward with each sample's deltas scaled by its factor (the
+        "ghost clipping" of Goodfellow 2015 and Li et al. 2022). ``weight`` is
+        ``(N, B)`` (0/1 marks the samples of a padded batch).
+        """
+        fw = self._forward(params, x)
+        target = y.unsqueeze(1)
+        losses = -fw.log_probs.gather(1, target).squeeze(1)  # (N, B)
+        delta = fw.log_probs.exp_()
+        delta.scatter_add_(1, target, torch.full_like(target, -1, dtype=delta.dtype))
+        deltas = self._deltas(fw, delta)
+        sq = torch.zeros_like(losses)
+        for k, d in enumerate(deltas):
+            inputs_sq = fw.acts[k].square().sum(1) + 1.0  # (N, B): ||a_{k-1}||^2 + 1 (bias)
+            sq += d.square().sum(1) * inputs_sq
+        scale = (clip_norm / sq.sqrt()).clamp(max=1.0) * weight  # 1/0 -> inf -> 1
+        scaled = [d * scale.unsqueeze(1) for d in deltas]
+        return self._grads(fw, scaled), (losses * weight).sum(1)
+
+    def _forward(self, params: Tensor, x: Tensor) -> _Pass:
+        """The forward pass, feature-major: ``z_l`` and ``a_l`` are ``(N, features, B)``."""
+        n, batch = x.shape[0], x.shape[1]
         inputs = x.reshape(n, batch, -1)  # (N, B, in): sample-major, as stored
         weights = [
             params[:, s.weight : s.weight + s.out_features * s.in_features].view(
@@ -108,8 +147,6 @@ class ReluMLP:
             for s in self.layers
         ]
         biases = [params[:, s.bias : s.bias + s.out_features] for s in self.layers]
-
-        # Forward, feature-major: z_l and a_l are (N, features, B).
         pre: list[Tensor] = []
         act = inputs.transpose(1, 2)
         acts = [act]
@@ -122,22 +159,36 @@ class ReluMLP:
             else:
                 act = z
         log_probs = act.log_softmax(1)  # (N, C, B): reduction over a non-inner dim
-        target = y.unsqueeze(1)
-        loss = -log_probs.gather(1, target).mean((1, 2))
+        return _Pass(inputs, weights, pre, acts, log_probs)
 
-        # Backward: delta = (softmax - onehot) / B, then through the layers.
-        delta = log_probs.exp_()
-        delta.scatter_add_(1, target, torch.full_like(target, -1, dtype=delta.dtype))
-        delta.mul_(1.0 / batch)
-        grads = params.new_empty((n, self.size))
-        for k in range(len(self.layers) - 1, -1, -1):
-            s = self.layers[k]
-            # grad W_k = delta_k a_{k-1}^T; a_0 is the input, already (N, B, in).
-            prev_t = inputs if k == 0 else acts[k].transpose(1, 2)
+    def _deltas(self, fw: _Pass, delta: Tensor) -> list[Tensor]:
+        """``delta_l`` ``(N, out_l, B)`` of every layer, from the output layer's ``delta``."""
+        out = [delta]
+        for k in range(len(self.layers) - 1, 0, -1):
+            back = torch.bmm(fw.weights[k].transpose(1, 2), delta)
+            delta = torch.ops.aten.threshold_backward(back, fw.pre[k - 1], 0.0)
+            out.append(delta)
+        return out[::-1]
+
+    def _grads(self, fw: _Pass, deltas: list[Tensor]) -> Tensor:
+        """``(N, d)``: ``grad W_l = delta_l a_{l-1}^T``, ``grad b_l = sum_b delta_l``."""
+        n = fw.inputs.shape[0]
+        grads = fw.inputs.new_empty((n, self.size))
+        for k, s in enumerate(self.layers):
+            # a_0 is the input, already (N, B, in).
+            prev_t = fw.inputs if k == 0 else fw.acts[k].transpose(1, 2)
             gw = grads[:, s.weight : s.weight + s.out_features * s.in_features]
-            gw.copy_(torch.bmm(delta, prev_t).view(n, -1))
-            torch.sum(delta, 2, out=grads[:, s.bias : s.bias + s.out_features])
-            if k > 0:
-                back = torch.bmm(weights[k].transpose(1, 2), delta)
-                delta = torch.ops.aten.threshold_backward(back, pre[k - 1], 0.0)
-        return grads, loss
+            gw.copy_(torch.bmm(deltas[k], prev_t).view(n, -1))
+            torch.sum(deltas[k], 2, out=grads[:, s.bias : s.bias + s.out_features])
+        return grads
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What the backward pass needs from the forward one."""
+
+    inputs: Tensor  # (N, B, in)
+    weights: list[Tensor]  # (N, out, in) per layer
+    pre: list[Tensor]  # pre-activations of the hidden layers, (N, out, B)
+    acts: list[Tensor]  # inputs of each layer, feature-major (N, in, B)
+    log_probs: Tensor  # (N, C, B)

@@ -13,6 +13,8 @@ import torch
 
 _MASK = 0xFFFFFFFF
 _MULT = 0x45D9F3B  # < 2**27, so (x < 2**32) * _MULT < 2**59: no int64 overflow
+#: Stream of :func:`round_batch_indices` (uniform minibatches).
+BATCH_STREAM = 0x5EED
 
 
 def _mix_int(x: int) -> int:
@@ -75,10 +77,28 @@ def round_batch_indices(
 
     One hash pass for all the local steps of a round.
     """
+    h = round_hashes(seed, BATCH_STREAM, nodes, round_, steps, batch_size, first)
+    return h % shard_sizes.to(torch.int64).reshape(-1, 1, 1)
+
+
+def round_hashes(
+    seed: int,
+    stream: int,
+    nodes: torch.Tensor,
+    round_: int,
+    steps: int,
+    width: int,
+    first: int = 0,
+) -> torch.Tensor:
+    """``(len(nodes), steps - first, width)`` int64 hashes in ``[0, 2**32)``.
+
+    Entry ``[k, s, b]`` is ``hash(seed, stream, nodes[k], round_, first + s, b)``: it
+    depends on its own coordinates only, so one node computes the same entries as a
+    batch of all nodes, and a wider call extends a narrower one.
+    """
     step_ids = torch.arange(first, steps, dtype=torch.int64) & _MASK
-    h = torch.full((1,), derive_seed(seed, 0x5EED), dtype=torch.int64)
+    h = torch.full((1,), derive_seed(seed, stream), dtype=torch.int64)
     h = _mix_tensor(h ^ nodes.to(torch.int64).reshape(-1, 1, 1))
     h = _mix_tensor(h ^ (round_ & _MASK))
     h = _mix_tensor(h ^ step_ids.reshape(1, -1, 1))
-    h = _mix_tensor(h ^ torch.arange(batch_size, dtype=torch.int64).reshape(1, 1, -1))
-    return h % shard_sizes.to(torch.int64).reshape(-1, 1, 1)
+    return _mix_tensor(h ^ torch.arange(width, dtype=torch.int64).reshape(1, 1, -1))

@@ -87,6 +87,12 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
             f"bytes sent: {per:,.0f} per honest node per round, "
             f"{int(summary.get('bytes_sent_total', 0)):,} in total"
         )
+    if summary.get("epsilon") is not None:
+        console.print(
+            f"privacy (DP-SGD): epsilon [bold]{summary['epsilon']:.3g}[/bold] "
+            f"(largest over honest nodes) at delta {summary['delta']:.3g}, "
+            f"noise multiplier {summary['noise_multiplier']:.4g}, clip norm {summary['clip_norm']:.4g}"
+        )
     health = summary.get("node_health")
     if isinstance(health, Mapping):
         _print_node_health(console, health)

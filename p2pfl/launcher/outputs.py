@@ -157,6 +157,29 @@ def node_bytes(node_counters: Mapping[str, Any], byzantine: Iterable[int]) -> di
     return byte_counts(sent, [i for i in sent if i not in byz], rounds)
 
 
+def privacy_fields(node_counters: Mapping[str, Any], byzantine: Iterable[int]) -> dict[str, Any]:
+    """``summary.json``'s DP fields, as ``p2pfl sim`` writes them, from the honest nodes' end events.
+
+    Each DP-SGD node ends its log with its own ``epsilon`` (and the run's ``delta``,
+    ``noise_multiplier``, ``clip_norm``); ``epsilon`` is their maximum. Empty without DP.
+    """
+    byz = {str(b) for b in byzantine}
+    ends = {
+        str(node): c
+        for node, c in node_counters.items()
+        if str(node) not in byz and isinstance(c, Mapping) and isinstance(c.get("epsilon"), float)
+    }
+    if not ends:
+        return {}
+    per_node = {node: ends[node]["epsilon"] for node in sorted(ends, key=int)}
+    first = ends[next(iter(per_node))]
+    return {
+        "epsilon": max(per_node.values()),
+        "epsilon_per_node": per_node,
+        **{key: first.get(key) for key in ("delta", "noise_multiplier", "clip_norm")},
+    }
+
+
 def write_run(
     out: Path,
     records: Sequence[dict[str, Any]],
@@ -172,7 +195,8 @@ def write_run(
 
     With ``extra["node_counters"]`` (launch, report) the summary also gets
     ``"rejections"`` (:func:`node_rejections`) and ``"node_health"``
-    (:func:`p2pfl.launcher.health.node_health`) of them.
+    (:func:`p2pfl.launcher.health.node_health`) of them, the byte fields
+    (:func:`node_bytes`) and, with DP-SGD, the privacy fields (:func:`privacy_fields`).
     """
     ordered = sort_records(records)
     write_metrics(out / "metrics.jsonl", ordered)
@@ -184,6 +208,7 @@ def write_run(
             HEALTH_KEY: node_health(counters),
             "diverged_nodes": diverged_nodes(counters, extra.get("byzantine_nodes", ())),
             **node_bytes(counters, extra.get("byzantine_nodes", ())),
+            **privacy_fields(counters, extra.get("byzantine_nodes", ())),
         }
     summary = summarize_records(ordered, scenario, wall_seconds, extra=extra)
     write_json(out / "summary.json", summary)

@@ -922,7 +922,31 @@ class Node:
         c.outbox_dropped = outbox.dropped
         c.sends_dropped = self.transport.stats.dropped
         c.bytes_sent = outbox.vector_bytes
-        self.log.event("end", status=status, **c.as_dict())
+        self.log.event("end", status=status, **c.as_dict(), **self._privacy_spent())
+
+    def _privacy_spent(self) -> dict[str, float]:
+        """DP-SGD's ``epsilon`` for this node's shard so far, with ``delta``,
+        ``noise_multiplier`` and ``clip_norm`` (empty without DP).
+
+        Counts the rounds it trained, plus every round before a resume (an upper bound:
+        the earlier process may have skipped some).
+        """
+        s = self.setup
+        dp = s.training.privacy
+        if dp is None:
+            return {}
+        from p2pfl.privacy.accounting import epsilon
+        from p2pfl.privacy.mechanism import sample_rates
+
+        rounds = self.counters.rounds_trained + (self._resumed_from or 0)
+        rate = float(sample_rates(s.training.batch_size, s.local.sizes)[0])
+        eps = epsilon(dp.noise_multiplier, rate, rounds * s.training.local_steps, dp.delta)
+        return {
+            "epsilon": eps,
+            "delta": dp.delta,
+            "noise_multiplier": dp.noise_multiplier,
+            "clip_norm": dp.clip_norm,
+        }
 
     # ----------------------------------------------------------------------------- receiving
 

@@ -89,8 +89,8 @@ class SimResult:
     had diverged (None otherwise); ``warnings`` are the run's knowledge warnings
     (:func:`p2pfl.rounds.knowledge_warnings`); ``interrupted`` says the run was
     stopped (Ctrl-C) before its last round. ``bytes_sent[i]`` is what node ``i``
-    sent over the rounds run (``rounds_run``): its vector messages, header and
-    payload, once per neighbour (:class:`p2pfl.sim.channel.Channel`).
+    sent over the ``rounds`` run: its vector messages, header and payload, once per
+    neighbour (:class:`p2pfl.sim.channel.Channel`).
     """
 
     experiment: Experiment
@@ -101,8 +101,8 @@ class SimResult:
     stopped_early: int | None = None
     warnings: list[str] = field(default_factory=list)
     interrupted: bool = False
+    rounds: int = 0  # rounds run (trained), evaluated or not
     bytes_sent: list[int] = field(default_factory=list)
-    rounds_run: int = 0
 
     @property
     def final(self) -> RoundMetrics:
@@ -350,8 +350,8 @@ class Simulation:
             stopped_early=self.stopped_early,
             warnings=list(self.warnings),
             interrupted=interrupted,
+            rounds=self.round,
             bytes_sent=list(self.channel.bytes_sent),
-            rounds_run=self.round,
         )
 
     def run(self, on_round: Callable[[int, RoundMetrics | None], None] | None = None) -> SimResult:

@@ -14,6 +14,9 @@ so far. :func:`write_run_outputs` writes the final files from a
 * ``interrupted``: true when the run was stopped before its last round;
 * ``bytes_sent_per_node_per_round``, ``bytes_sent_total``: what the nodes sent
   (:func:`p2pfl.report.byte_counts`).
+* with DP-SGD (``privacy.mechanism = "dp_sgd"``): ``epsilon`` (the maximum over
+  honest nodes), ``epsilon_per_node``, ``delta``, ``noise_multiplier`` and
+  ``clip_norm`` (:func:`p2pfl.privacy.accounting.privacy_report`) for the rounds run.
 """
 
 from __future__ import annotations
@@ -66,6 +69,20 @@ class MetricsLog:
         self._fh.close()
 
 
+def sim_privacy(result: SimResult) -> dict[str, Any]:
+    """The privacy fields of ``summary.json`` (empty without DP): every node trained every round."""
+    from p2pfl.privacy.accounting import privacy_report
+
+    exp = result.experiment
+    dp = exp.training.privacy
+    if dp is None:
+        return {}
+    steps = result.rounds * exp.training.local_steps
+    return privacy_report(
+        dp, exp.training.batch_size, exp.local.sizes, dict.fromkeys(exp.honest, steps), exp.honest
+    )
+
+
 def sim_summary(result: SimResult) -> dict[str, Any]:
     """``summary.json`` of a result (see the module docstring)."""
     from p2pfl.report import byte_counts, derive_run_id, summarize_records
@@ -81,7 +98,8 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "warnings": list(result.warnings),
         "interrupted": result.interrupted,
-        **byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds_run),
+        **byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds),
+        **sim_privacy(result),
     }
     if not result.history:  # stopped before the first evaluation
         return {

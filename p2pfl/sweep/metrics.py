@@ -10,7 +10,9 @@
   payload (:func:`p2pfl.report.byte_counts`, as ``summary.json`` reports it);
 * ``attack_success_rate``: backdoor runs only: the share of triggered test inputs
   (true class not the target) that an honest node's final model puts in the target
-  class (:func:`p2pfl.attacks.attack_success_rate`), averaged over honest nodes.
+  class (:func:`p2pfl.attacks.attack_success_rate`), averaged over honest nodes;
+* ``epsilon``: DP-SGD runs only: the largest honest node's epsilon
+  (:func:`p2pfl.sim.outputs.sim_privacy`), at the run's ``delta``.
 
 Per-node final accuracies and the honest per-round history are kept too, so that
 experiments can report accuracy per group of nodes (e.g. per clique) and curves.
@@ -21,6 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from p2pfl.sim.outputs import sim_privacy
 
 BACKDOOR = "backdoor"
 
@@ -64,13 +68,14 @@ def run_metrics(result: Any) -> dict[str, Any]:
     exp = result.experiment
     final = result.final
     last = final.summary()
-    sent = byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds_run)
+    sent = byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds)
     return {
         "honest_accuracy_mean": last["honest_accuracy_mean"],
         "honest_accuracy_min": last["honest_accuracy_min"],
         "best_honest_accuracy_mean": max(float(m.honest_accuracy.mean()) for m in result.history),
         "consensus_distance": last["consensus_distance"],
         "attack_success_rate": backdoor_success(result),
+        "epsilon": sim_privacy(result).get("epsilon"),
         "nodes": exp.n,
         "byzantine": len(exp.byzantine),
         "diverged": len(result.diverged),

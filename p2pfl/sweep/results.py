@@ -34,6 +34,7 @@ RUN_COLUMNS = (
     "seed",
     "status",
     *METRICS,
+    "epsilon",
     "nodes",
     "byzantine",
     "diverged",

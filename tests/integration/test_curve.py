@@ -40,6 +40,7 @@ pytestmark = pytest.mark.timeout(60)
 
 D = 4
 WAIT_S = 5.0  # deadline for something that must happen
+SPAWN_S = 120.0  # deadline for something a freshly spawned interpreter must do
 QUIET_S = 0.3  # how long "nothing arrives" is watched after the handshake was refused
 
 
@@ -129,8 +130,8 @@ def client(
     return dealer
 
 
-async def next_event(monitor: zmq.asyncio.Socket, wanted: set[int]) -> Any:
-    async with async_timeout(WAIT_S):
+async def next_event(monitor: zmq.asyncio.Socket, wanted: set[int], within: float = WAIT_S) -> Any:
+    async with async_timeout(within):
         while True:
             event = parse_monitor_message(await monitor.recv_multipart())
             if event["event"] in wanted:
@@ -385,14 +386,15 @@ async def test_separate_process_client_listed_and_unlisted(
     endpoint = str(router.getsockopt_string(zmq.LAST_ENDPOINT))
     # Execute: the unlisted process first; it must be refused
     processes.append(spawn_client(key_dir, 9, own.public, endpoint))
-    await next_event(monitor, {zmq.EVENT_HANDSHAKE_FAILED_AUTH})
+    # a child interpreter importing p2pfl: tens of seconds on a loaded machine
+    await next_event(monitor, {zmq.EVENT_HANDSHAKE_FAILED_AUTH}, within=SPAWN_S)
     processes[0].kill()
     # then the listed one
     processes.append(spawn_client(key_dir, 1, own.public, endpoint))
-    async with async_timeout(30):  # includes the child's interpreter and torch start-up
+    async with async_timeout(SPAWN_S):  # includes the child's interpreter and torch start-up
         parts = await router.recv_multipart(copy=False)
     await router.send_multipart([parts[0], b"ack"])
-    out, err = await asyncio.to_thread(processes[1].communicate, timeout=30)
+    out, err = await asyncio.to_thread(processes[1].communicate, timeout=SPAWN_S)
     # Assert
     assert security.peer_of(parts[1]) == 1
     message = wire.decode(parts[1:])

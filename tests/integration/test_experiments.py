@@ -71,6 +71,18 @@ CASES = {
             "run.eval_every=5",
         ],
     ),
+    "privacy": (
+        "scenario.toml",
+        "results.csv",
+        [
+            "privacy.mechanism=dp_sgd",
+            "privacy.noise_multiplier=2.0",
+            "byzantine.count=3",
+            "byzantine.attack=alie",
+            "aggregator.name=trimmed_mean",
+            "run.seed=1",
+        ],
+    ),
     "ring-majority": (
         "paper.toml",
         "paper/results.csv",
@@ -101,6 +113,8 @@ def test_a_cell_reproduces_the_committed_table(name: str, one_thread: None) -> N
     assert got["status"] == row["status"] == "ok", got.get("error")
     for key in ("honest_accuracy_mean", "honest_accuracy_min"):
         assert got[key] == pytest.approx(float(row[key]), abs=ONE_SAMPLE), key
+    if row["epsilon"]:
+        assert got["epsilon"] == pytest.approx(float(row["epsilon"]), rel=1e-5)
 
 
 @pytest.mark.timeout(300)
