@@ -155,6 +155,35 @@ class AggregatorConfig:
 
 
 @dataclass(frozen=True)
+class CompressionConfig:
+    """What goes on the wire each round (:mod:`p2pfl.compression`).
+
+    ``name`` is a registered operator (``none``, ``top_k``, ``random_k``, ``qsgd``,
+    ``int8``, ``fp16``, ``bf16``) with its ``params``. ``scheme`` ``"direct"`` sends
+    the compressed vector (with ``error_feedback``, the residual is added to the next
+    one); ``"choco"`` is CHOCO-SGD (Koloskova et al. 2019): public copies, compressed
+    differences and consensus step ``gamma`` in (0, 1], or ``"auto"``:
+    ``0.7 * sqrt(delta)`` for the operator's contraction ``delta``
+    (:meth:`p2pfl.compression.Compressor.auto_gamma`).
+    """
+
+    name: str = "none"
+    params: dict[str, Any] = field(default_factory=dict)
+    scheme: Literal["direct", "choco"] = "direct"
+    error_feedback: bool = False
+    gamma: float | Literal["auto"] = "auto"
+
+    def __post_init__(self) -> None:
+        if self.gamma != "auto" and not (math.isfinite(self.gamma) and 0.0 < self.gamma <= 1.0):
+            raise ConfigError(f"compression.gamma: must be in (0, 1], got {self.gamma}")
+        if self.error_feedback and self.scheme == "choco":
+            raise ConfigError(
+                "compression.error_feedback: only for scheme 'direct' (CHOCO's public copies "
+                "already carry what a round's compression dropped)"
+            )
+
+
+@dataclass(frozen=True)
 class NetworkConfig:
     """Networked runs (``p2pfl node`` / ``p2pfl launch``): liveness, deadlines and limits.
 
@@ -265,6 +294,7 @@ class Scenario:
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     # Directory that relative paths in the scenario are resolved against.
@@ -355,6 +385,7 @@ NAMED_PARAMS: dict[tuple[str, str], str] = {
     ("byzantine", "placement"): "placement_params",
     ("byzantine", "attack"): "params",
     ("aggregator", "name"): "params",
+    ("compression", "name"): "params",
 }
 
 

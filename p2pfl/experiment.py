@@ -21,6 +21,7 @@ from torch import nn
 
 from p2pfl.aggregators import Aggregator, make_aggregator
 from p2pfl.attacks import Attack, make_attack
+from p2pfl.compression import CompressionSpec, make_compressor
 from p2pfl.config import Scenario
 from p2pfl.data import PARTITIONERS, Dataset, load_dataset, split_train_test
 from p2pfl.errors import ConfigError
@@ -51,6 +52,7 @@ class Experiment:
     attack: Attack | None
     f_per_node: torch.Tensor
     training: TrainingSpec
+    compression: CompressionSpec
 
     @property
     def n(self) -> int:
@@ -207,6 +209,11 @@ def build_experiment(scenario: Scenario) -> Experiment:
         scenario.aggregator.name, scenario.aggregator.params, pre=tuple(scenario.aggregator.pre)
     )
     f = _per_node_f(scenario, topology.graph, byzantine)
+    comp = scenario.compression
+    compressor = make_compressor(comp.name, comp.params)
+    d = int(flatten(model).numel())
+    gamma = compressor.auto_gamma(d) if comp.gamma == "auto" else float(comp.gamma)
+    compression = CompressionSpec(compressor, comp.scheme, comp.error_feedback, gamma)
     exp = Experiment(
         scenario=scenario,
         train=train,
@@ -234,6 +241,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
                 scenario.run.rounds * scenario.training.local_steps,
             ),
         ),
+        compression=compression,
     )
     check_rule_fits(topology.graph, aggregator, f, sorted(exp.follows_protocol), exp.silent)
     return exp

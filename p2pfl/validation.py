@@ -16,12 +16,20 @@ reason             the message ...
 ``future_round``   is for a round more than ``rounds_ahead`` after the current one, or
                    announces (hello, alive) a round past the run's last
 ``duplicate``      repeats a (sender, round) already accepted
-``wrong_dtype``    carries a vector of another dtype than the model's
+``wrong_encoding`` carries a vector compressed otherwise than this run compresses (dense
+                   instead of sparse, another count of values, block or number of levels)
+``wrong_dtype``    carries a vector of another dtype than the run sends
 ``wrong_length``   carries a vector of another length
 ``wrong_model``    announces a model of another length or fingerprint, or comes from a
                    neighbour that did (until it announces this node's model)
+``bad_index``      carries sparse indices out of ``[0, d)`` or not strictly increasing
+``out_of_range``   carries quantization codes beyond the run's levels, or negative scales
 ``non_finite``     carries NaN or infinite values
 =================  ==============================================================
+
+Vectors are dense (:class:`~p2pfl.wire.Params`) or compressed
+(:class:`~p2pfl.wire.Packed`); :attr:`Expectations.encoding` says which shape,
+exactly, this run's neighbours send (:class:`~p2pfl.compression.Encoding`).
 
 Checks run cheapest first and the first failure decides the reason, so every
 refused message is counted exactly once. A message that passes is recorded in
@@ -45,6 +53,7 @@ import torch
 import zmq
 
 from p2pfl import wire
+from p2pfl.compression import Encoding, QuantPayload, SparsePayload, payload_finite
 from p2pfl.errors import DecodeError, RejectedMessage
 from p2pfl.security.auth import check_claimed_sender
 
@@ -67,9 +76,12 @@ REASONS: tuple[str, ...] = (
     "stale_round",
     "future_round",
     "duplicate",
+    "wrong_encoding",
     "wrong_dtype",
     "wrong_length",
     "wrong_model",
+    "bad_index",
+    "out_of_range",
     "non_finite",
 )
 
@@ -89,6 +101,9 @@ class Expectations:
     a later one is refused (``future_round``), so no claim can point past the run.
     ``refused`` are neighbours that announced another model: everything but a new
     Hello from them is refused (``wrong_model``) until they announce this one.
+    ``encoding`` is the shape of every vector message (default: dense ``dtype``,
+    ``param_count`` values); a compressed run passes its operator's
+    (:meth:`p2pfl.compression.Compressor.encoding`), and ``max_bytes`` then follows it.
     """
 
     node_id: int
@@ -102,6 +117,7 @@ class Expectations:
     fingerprint: str | None = None
     last_round: int | None = None
     refused: frozenset[int] = frozenset()
+    encoding: Encoding | None = None
 
     def __post_init__(self) -> None:
         for name in ("node_id", "param_count", "round", "rounds_ahead", "rounds_behind"):
@@ -120,15 +136,27 @@ class Expectations:
             raise ValueError(f"Expectations.last_round must be a non-negative int, got {last!r}")
         if self.dtype not in wire.DTYPES.values():
             raise ValueError(f"Expectations.dtype {self.dtype} is not a wire dtype")
+        if self.encoding is None:
+            object.__setattr__(self, "encoding", Encoding("dense", self.param_count, self.dtype))
+        elif self.encoding.length != self.param_count:
+            raise ValueError(
+                f"Expectations.encoding is for {self.encoding.length} values, "
+                f"the model has {self.param_count}"
+            )
         if self.max_bytes == -1:
-            itemsize = torch.empty((), dtype=self.dtype).element_size()
             object.__setattr__(
-                self, "max_bytes", self.param_count * itemsize + wire.MAX_HEADER_BYTES
+                self, "max_bytes", self.expected.payload_bytes + wire.MAX_HEADER_BYTES
             )
         elif type(self.max_bytes) is not int or self.max_bytes < 1:
             raise ValueError(
                 f"Expectations.max_bytes must be a positive int, got {self.max_bytes!r}"
             )
+
+    @property
+    def expected(self) -> Encoding:
+        """:attr:`encoding`, never None after construction."""
+        assert self.encoding is not None
+        return self.encoding
 
     def at_round(self, round: int) -> Expectations:
         """The same expectations with the window around ``round``."""
@@ -145,7 +173,7 @@ def forget_before(seen: set[tuple[int, int]], round: int) -> None:
 
 
 def _check_params(
-    message: wire.Params, expectations: Expectations, seen: set[tuple[int, int]]
+    message: wire.Params | wire.Packed, expectations: Expectations, seen: set[tuple[int, int]]
 ) -> None:
     e = expectations
     if message.round < e.round - e.rounds_behind:
@@ -162,9 +190,18 @@ def _check_params(
         raise RejectedMessage(
             "duplicate", f"second vector from node {message.sender} for round {message.round}"
         )
+    if isinstance(message, wire.Packed):
+        _check_packed(message, e.expected)
+        return
     v = message.vector
-    if v.dtype != e.dtype:
-        raise RejectedMessage("wrong_dtype", f"vector is {v.dtype}, the model is {e.dtype}")
+    if e.expected.kind != "dense":
+        raise RejectedMessage(
+            "wrong_encoding", f"a dense vector; this run sends {e.expected.kind} vectors"
+        )
+    if v.dtype != e.expected.dtype:
+        raise RejectedMessage(
+            "wrong_dtype", f"vector is {v.dtype}, the run sends {e.expected.dtype}"
+        )
     if v.ndim != 1 or v.numel() != e.param_count:
         raise RejectedMessage(
             "wrong_length",
@@ -174,6 +211,50 @@ def _check_params(
         raise RejectedMessage("oversized", f"vector of {v.numel() * v.element_size()} bytes")
     if not bool(torch.isfinite(v).all()):
         raise RejectedMessage("non_finite", f"vector from node {message.sender} has NaN or Inf")
+
+
+def _check_packed(message: wire.Packed, expected: Encoding) -> None:
+    """A compressed vector: the run's encoding, indices or codes in range, finite values."""
+    p = message.payload
+    got = Encoding.of(p)
+    if got.kind != expected.kind:
+        raise RejectedMessage(
+            "wrong_encoding", f"a {got.kind} vector; this run sends {expected.kind} vectors"
+        )
+    if got.length != expected.length:
+        raise RejectedMessage(
+            "wrong_length", f"a vector of {got.length} values; the model has {expected.length}"
+        )
+    if got != expected:
+        raise RejectedMessage(
+            "wrong_encoding",
+            f"count {got.count}, block {got.block}, levels {got.levels}; this run sends "
+            f"count {expected.count}, block {expected.block}, levels {expected.levels}",
+        )
+    sender = message.sender
+    if isinstance(p, SparsePayload):
+        idx = p.indices
+        if idx.numel() and (
+            int(idx[0]) < 0 or int(idx[-1]) >= p.length or not bool((idx[1:] > idx[:-1]).all())
+        ):
+            raise RejectedMessage(
+                "bad_index",
+                f"sparse vector from node {sender}: indices not strictly increasing in "
+                f"[0, {p.length})",
+            )
+    else:
+        assert isinstance(p, QuantPayload)
+        lo, hi = torch.aminmax(p.codes) if p.codes.numel() else (torch.tensor(0), torch.tensor(0))
+        if int(lo) < -p.levels or int(hi) > p.levels:
+            raise RejectedMessage(
+                "out_of_range", f"quantized vector from node {sender}: a code beyond {p.levels}"
+            )
+        if bool((p.scales < 0).any()):
+            raise RejectedMessage(
+                "out_of_range", f"quantized vector from node {sender}: a negative scale"
+            )
+    if not payload_finite(p):  # quantized: also a scale that overflows once decoded
+        raise RejectedMessage("non_finite", f"vector from node {sender} has NaN or Inf")
 
 
 def _check_announced_round(message: wire.Hello | wire.Alive, expectations: Expectations) -> None:
@@ -215,7 +296,7 @@ def validate(
     A Hello's or Alive's round is checked only against ``last_round`` (a restarted node
     announces where it is, behind or ahead of this node).
     """
-    if not isinstance(message, wire.Hello | wire.Alive | wire.Params | wire.Bye):
+    if not isinstance(message, wire.Hello | wire.Alive | wire.Params | wire.Packed | wire.Bye):
         raise TypeError(f"validate() takes a wire message, got {type(message).__name__}")
     check_claimed_sender(message.sender, transport_sender)
     if message.sender not in expectations.neighbours:
@@ -229,7 +310,7 @@ def validate(
             f"node {message.sender} announced another model; refused until it says hello "
             "with this node's",
         )
-    if isinstance(message, wire.Params):
+    if isinstance(message, wire.Params | wire.Packed):
         _check_params(message, expectations, seen)
         seen.add((message.sender, message.round))
     elif isinstance(message, wire.Hello):

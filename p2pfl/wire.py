@@ -3,7 +3,8 @@
 A message is one multipart message of one or two frames::
 
     frame 0   header   a msgpack map, at most MAX_HEADER_BYTES bytes
-    frame 1   payload  (Params only) the tensor's bytes, C order, little-endian
+    frame 1   payload  (Params: the tensor's bytes, C order, little-endian;
+                        Packed: a compressed vector, see below)
 
 Header keys, all required, no others accepted:
 
@@ -11,7 +12,20 @@ Header keys, all required, no others accepted:
     "hello"      round, version, fingerprint, param_count
     "alive"      round, greeted (bool), wait_ms
     "params"     round, dtype, shape, nbytes, xxh3
+    "sparse"     round, length, count, nbytes, xxh3
+    "quant"      round, length, block, levels, nbytes, xxh3
     "bye"        reason
+
+Compressed vectors (:class:`Packed`, :mod:`p2pfl.compression.payload`) have one
+payload frame each, little-endian: ``sparse`` holds ``count`` int32 indices then
+``count`` float32 values (``nbytes = 8 * count``); ``quant`` holds
+``ceil(length / block)`` float32 scales then ``length`` int8 codes. Half-precision
+vectors are ordinary ``params`` of dtype float16 or bfloat16. :func:`decode`
+checks that sizes, counts and checksum agree; what the values must be (indices
+increasing and in range, codes within ``levels``, everything finite) is checked
+by :mod:`p2pfl.validation`, which knows what this run's neighbours must send.
+:func:`encoded_nbytes` is what a message costs on the wire (header and payload),
+the one definition of the byte counts both the simulator and the node report.
 
 ``xxh3`` is the 64-bit XXH3 hash of the payload (``xxhash.xxh3_64_intdigest``): an
 end-to-end check against truncation and bugs, not against an attacker (that is
@@ -59,6 +73,13 @@ import torch
 import xxhash
 import zmq
 
+from p2pfl.compression.payload import (
+    MAX_LEVELS,
+    DensePayload,
+    Payload,
+    QuantPayload,
+    SparsePayload,
+)
 from p2pfl.errors import DecodeError
 
 __all__ = [
@@ -71,12 +92,16 @@ __all__ = [
     "Frame",
     "Hello",
     "Message",
+    "Packed",
     "Params",
     "decode",
     "encode",
+    "encoded_nbytes",
+    "payload_of",
+    "vector_message",
 ]
 
-PROTOCOL_VERSION = 2  # 2: the alive heartbeat
+PROTOCOL_VERSION = 3  # 2: the alive heartbeat; 3: compressed vectors (sparse, quant)
 MAX_HEADER_BYTES = 4096
 DEFAULT_MAX_PAYLOAD_BYTES = 512 * 2**20
 MAX_NDIM = 8
@@ -213,16 +238,70 @@ class Bye:
         _check_text(self.reason, "Bye.reason", MAX_REASON_CHARS)
 
 
-Message: TypeAlias = Hello | Alive | Params | Bye
+@dataclass(frozen=True, eq=False)
+class Packed:
+    """A compressed vector for a round: a :class:`~p2pfl.compression.SparsePayload` or
+    :class:`~p2pfl.compression.QuantPayload` (dense ones travel as :class:`Params`)."""
+
+    sender: int
+    round: int
+    payload: SparsePayload | QuantPayload
+
+    def __post_init__(self) -> None:
+        _check_int(self.sender, "Packed.sender", 0, MAX_SENDER)
+        _check_int(self.round, "Packed.round", 0, MAX_ROUND)
+        p = self.payload
+        if isinstance(p, SparsePayload):
+            _check_int(p.length, "SparsePayload.length", 0, MAX_DIM)
+            if p.indices.dtype != torch.int32 or p.values.dtype != torch.float32:
+                raise ValueError("SparsePayload needs int32 indices and float32 values")
+            if p.indices.ndim != 1 or p.indices.shape != p.values.shape:
+                raise ValueError("SparsePayload indices and values must be (k,) each")
+        elif isinstance(p, QuantPayload):
+            _check_int(p.block, "QuantPayload.block", 1, MAX_DIM)
+            _check_int(p.levels, "QuantPayload.levels", 1, MAX_LEVELS)
+            if p.codes.dtype != torch.int8 or p.scales.dtype != torch.float32:
+                raise ValueError("QuantPayload needs int8 codes and float32 scales")
+            if p.codes.ndim != 1 or p.scales.shape != (-(-p.length // p.block),):
+                raise ValueError("QuantPayload needs (d,) codes and ceil(d / block) scales")
+        else:
+            raise ValueError(f"Packed.payload must be sparse or quantized, got {type(p).__name__}")
+
+
+Message: TypeAlias = Hello | Alive | Params | Packed | Bye
+
+
+def vector_message(sender: int, round_: int, payload: Payload) -> Params | Packed:
+    """The message carrying ``payload``: :class:`Params` for a dense one, else :class:`Packed`."""
+    if isinstance(payload, DensePayload):
+        return Params(sender, round_, payload.values)
+    return Packed(sender, round_, payload)
+
+
+def payload_of(message: Params | Packed) -> Payload:
+    """The payload a vector message carries (the inverse of :func:`vector_message`)."""
+    if isinstance(message, Params):
+        return DensePayload(message.vector.reshape(-1))
+    return message.payload
+
+
+def encoded_nbytes(frames: Sequence[Frame]) -> int:
+    """Bytes of an encoded message on the wire: header plus payload, as :func:`encode` made them."""
+    return sum(
+        f.buffer.nbytes if isinstance(f, zmq.Frame) else memoryview(f).nbytes for f in frames
+    )
+
 
 _COMMON_KEYS = frozenset({"v", "kind", "sender"})
 _KIND_KEYS: Mapping[str, frozenset[str]] = {
     "hello": _COMMON_KEYS | {"round", "version", "fingerprint", "param_count"},
     "alive": _COMMON_KEYS | {"round", "greeted", "wait_ms"},
     "params": _COMMON_KEYS | {"round", "dtype", "shape", "nbytes", "xxh3"},
+    "sparse": _COMMON_KEYS | {"round", "length", "count", "nbytes", "xxh3"},
+    "quant": _COMMON_KEYS | {"round", "length", "block", "levels", "nbytes", "xxh3"},
     "bye": _COMMON_KEYS | {"reason"},
 }
-_KIND_FRAMES = {"hello": 1, "alive": 1, "params": 2, "bye": 1}
+_KIND_FRAMES = {"hello": 1, "alive": 1, "params": 2, "sparse": 2, "quant": 2, "bye": 1}
 
 
 # ----------------------------------------------------------------------------- encode
@@ -238,6 +317,30 @@ def _payload(vector: torch.Tensor) -> memoryview:
     if not _LITTLE:  # pragma: no cover - no big-endian CI machine
         array = array.reshape(-1, vector.element_size())[:, ::-1].copy().reshape(-1)
     return array.data
+
+
+def _packed_payload(payload: SparsePayload | QuantPayload) -> memoryview:
+    """The one payload frame of a compressed vector (see the module docstring)."""
+    if isinstance(payload, SparsePayload):
+        parts = (payload.indices, payload.values)
+    else:
+        parts = (payload.scales, payload.codes)
+    return memoryview(b"".join(_payload(t) for t in parts))
+
+
+def _packed_header(message: Packed, payload: memoryview) -> dict[str, Any]:
+    p = message.payload
+    header: dict[str, Any] = {
+        "v": PROTOCOL_VERSION,
+        "sender": message.sender,
+        "round": message.round,
+    }
+    if isinstance(p, SparsePayload):
+        header.update(kind="sparse", length=p.length, count=int(p.indices.numel()))
+    else:
+        header.update(kind="quant", length=p.length, block=p.block, levels=p.levels)
+    header.update(nbytes=payload.nbytes, xxh3=xxhash.xxh3_64_intdigest(payload))
+    return header
 
 
 def encode(message: Message) -> list[bytes | memoryview]:
@@ -280,6 +383,9 @@ def encode(message: Message) -> list[bytes | memoryview]:
             "xxh3": xxhash.xxh3_64_intdigest(payload),
         }
         return [msgpack.packb(header), payload]
+    if isinstance(message, Packed):
+        packed = _packed_payload(message.payload)
+        return [msgpack.packb(_packed_header(message, packed)), packed]
     if isinstance(message, Bye):
         header = {
             "v": PROTOCOL_VERSION,
@@ -289,7 +395,7 @@ def encode(message: Message) -> list[bytes | memoryview]:
         }
         return [msgpack.packb(header)]
     raise ValueError(
-        f"cannot encode {type(message).__name__}; expected Hello, Alive, Params or Bye"
+        f"cannot encode {type(message).__name__}; expected Hello, Alive, Params, Packed or Bye"
     )
 
 
@@ -438,6 +544,57 @@ def _decode_params(
     )
 
 
+def _array(payload: memoryview, start: int, count: int, dtype: torch.dtype) -> torch.Tensor:
+    """``count`` values of ``dtype`` at byte ``start`` of ``payload``, copied."""
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    return _tensor(payload[start : start + count * itemsize], dtype, (count,), copy=True)
+
+
+def _decode_packed(
+    kind: str, header: Mapping[str, Any], payload: memoryview, max_payload_bytes: int
+) -> Packed:
+    length = _field_int(header, "length", 0, MAX_DIM)
+    nbytes = _field_int(header, "nbytes", 0, 2**63 - 1)
+    if nbytes > max_payload_bytes:
+        raise DecodeError(f"payload of {nbytes} bytes exceeds the limit of {max_payload_bytes}")
+    if kind == "sparse":
+        count = _field_int(header, "count", 0, length)
+        expected = 8 * count
+    else:
+        block = _field_int(header, "block", 1, MAX_DIM)
+        levels = _field_int(header, "levels", 1, MAX_LEVELS)
+        blocks = -(-length // block)
+        expected = 4 * blocks + length
+    if expected != nbytes:
+        raise DecodeError(
+            f"{kind} vector of these sizes needs {expected} bytes, header says {nbytes}"
+        )
+    if payload.nbytes != nbytes:
+        raise DecodeError(f"payload frame has {payload.nbytes} bytes, header says {nbytes}")
+    digest = _field_int(header, "xxh3", 0, 2**64 - 1)
+    if xxhash.xxh3_64_intdigest(payload) != digest:
+        raise DecodeError("payload checksum mismatch (xxh3)")
+    packed: SparsePayload | QuantPayload
+    if kind == "sparse":
+        packed = SparsePayload(
+            length,
+            _array(payload, 0, count, torch.int32),
+            _array(payload, 4 * count, count, torch.float32),
+        )
+    else:
+        packed = QuantPayload(
+            block,
+            levels,
+            _array(payload, 0, blocks, torch.float32),
+            _array(payload, 4 * blocks, length, torch.int8),
+        )
+    return Packed(
+        sender=_field_int(header, "sender", 0, MAX_SENDER),
+        round=_field_int(header, "round", 0, MAX_ROUND),
+        payload=packed,
+    )
+
+
 def decode(
     frames: Sequence[Frame],
     *,
@@ -461,6 +618,8 @@ def decode(
     sender = _field_int(header, "sender", 0, MAX_SENDER)
     if kind == "params":
         return _decode_params(header, _bytes_view(frames[1], 1), max_payload_bytes, copy)
+    if kind in ("sparse", "quant"):
+        return _decode_packed(kind, header, _bytes_view(frames[1], 1), max_payload_bytes)
     if kind == "hello":
         return Hello(
             sender=sender,

@@ -81,6 +81,12 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
         f"min {summary['honest_accuracy_min']:.4f} after {summary['rounds']} rounds "
         f"in {summary['wall_seconds']:.1f} s"
     )
+    per = summary.get("bytes_sent_per_node_per_round")
+    if isinstance(per, int | float):
+        console.print(
+            f"bytes sent: {per:,.0f} per honest node per round, "
+            f"{int(summary.get('bytes_sent_total', 0)):,} in total"
+        )
     if summary.get("epsilon") is not None:
         console.print(
             f"privacy (DP-SGD): epsilon [bold]{summary['epsilon']:.3g}[/bold] "

@@ -23,7 +23,14 @@ from p2pfl.errors import ConfigError
 from p2pfl.launcher.health import HEALTH_KEY, as_count, node_health
 from p2pfl.node.metrics import eval_records, read_node_log
 from p2pfl.node.process import log_path, params_path
-from p2pfl.report import plot_accuracy, read_metrics, summarize_records, write_json, write_metrics
+from p2pfl.report import (
+    byte_counts,
+    plot_accuracy,
+    read_metrics,
+    summarize_records,
+    write_json,
+    write_metrics,
+)
 from p2pfl.topology import Topology, draw
 
 NODE_DIR = "nodes"
@@ -137,6 +144,19 @@ def diverged_nodes(node_counters: Mapping[str, Any], byzantine: Iterable[int]) -
     return dict(sorted(out.items(), key=lambda kv: int(kv[0])))
 
 
+def node_bytes(node_counters: Mapping[str, Any], byzantine: Iterable[int]) -> dict[str, Any]:
+    """``summary.json``'s byte fields (:func:`p2pfl.report.byte_counts`) from what each node
+    measured it sent (``bytes_sent``), over the rounds the nodes reached."""
+    byz = {int(b) for b in byzantine}
+    sent: dict[int, int] = {}
+    rounds = 0
+    for node, counters in node_counters.items():
+        if isinstance(counters, Mapping):
+            sent[int(node)] = int(counters.get("bytes_sent", 0) or 0)
+            rounds = max(rounds, int(counters.get("last_round", 0) or 0))
+    return byte_counts(sent, [i for i in sent if i not in byz], rounds)
+
+
 def privacy_fields(node_counters: Mapping[str, Any], byzantine: Iterable[int]) -> dict[str, Any]:
     """``summary.json``'s DP fields, as ``p2pfl sim`` writes them, from the honest nodes' end events.
 
@@ -175,8 +195,8 @@ def write_run(
 
     With ``extra["node_counters"]`` (launch, report) the summary also gets
     ``"rejections"`` (:func:`node_rejections`) and ``"node_health"``
-    (:func:`p2pfl.launcher.health.node_health`) of them, and with DP-SGD the privacy
-    fields (:func:`privacy_fields`).
+    (:func:`p2pfl.launcher.health.node_health`) of them, the byte fields
+    (:func:`node_bytes`) and, with DP-SGD, the privacy fields (:func:`privacy_fields`).
     """
     ordered = sort_records(records)
     write_metrics(out / "metrics.jsonl", ordered)
@@ -187,6 +207,7 @@ def write_run(
             "rejections": node_rejections(counters),
             HEALTH_KEY: node_health(counters),
             "diverged_nodes": diverged_nodes(counters, extra.get("byzantine_nodes", ())),
+            **node_bytes(counters, extra.get("byzantine_nodes", ())),
             **privacy_fields(counters, extra.get("byzantine_nodes", ())),
         }
     summary = summarize_records(ordered, scenario, wall_seconds, extra=extra)

@@ -79,6 +79,7 @@ class NodeCounters:
     inbox_unused: int = 0
     outbox_dropped: int = 0  # oldest queued message given up for a slow or dead peer
     sends_dropped: int = 0  # transport send timeouts
+    bytes_sent: int = 0  # vector messages the transport took, header and payload
     rejections: RejectionCounters = field(default_factory=RejectionCounters)
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,6 +97,7 @@ class NodeCounters:
             "inbox_unused": self.inbox_unused,
             "outbox_dropped": self.outbox_dropped,
             "sends_dropped": self.sends_dropped,
+            "bytes_sent": self.bytes_sent,
             "rejections": self.rejections.as_dict(),
         }
 

@@ -108,8 +108,10 @@ import torch
 from p2pfl import __version__, wire
 from p2pfl._compat import BaseExceptionGroup, TaskGroup, timeout_at
 from p2pfl.checkpoint import Checkpoint, save_checkpoint
-from p2pfl.errors import ProtocolError
+from p2pfl.compression import decompress
+from p2pfl.errors import ConfigError, ProtocolError
 from p2pfl.learning import evaluate, local_steps
+from p2pfl.node.codec import NodeCodec
 from p2pfl.node.inbox import RoundInbox
 from p2pfl.node.liveness import Liveness
 from p2pfl.node.metrics import NodeCounters, NodeLog
@@ -213,7 +215,9 @@ class Node:
             rounds_behind=2,
             fingerprint=setup.fingerprint,
             last_round=setup.rounds,
+            encoding=setup.compression.encoding(setup.d),
         )
+        self._codec = NodeCodec(setup.compression, setup.node_id, setup.seed, setup.initial)
         self._seen: set[tuple[int, int]] = set()
         self._params = setup.initial.clone()
         self._momentum = torch.zeros(1, setup.d) if setup.training.momentum else None
@@ -244,6 +248,12 @@ class Node:
         self._diverged = False
         self.evaluations: list[dict[str, Any]] = []
         if resume is not None:
+            if self._codec.stateful:
+                raise ConfigError(
+                    "compression: a node cannot resume a run with CHOCO or error feedback "
+                    "(its public copies and residual are not checkpointed, and a copy that "
+                    "missed a message stays off)"
+                )
             self._restore(resume)
 
     def _restore(self, ckpt: Checkpoint) -> None:
@@ -525,20 +535,23 @@ class Node:
                 self._broadcast(r, own, s.neighbours)
             gathered = await self._gather(r, ready, s.neighbours, s.aggregator.min_inputs(s.f))
             if non_finite:
+                self._codec.held(gathered.got)  # its copies of the neighbours move on
                 new = own.clone()
             else:
                 new, kept_own = await asyncio.to_thread(self._aggregate, trained, gathered.got)
         elif s.role == "vector":
             self._broadcast(r, own, [j for j in s.neighbours if j in s.byzantine])
             gathered = await self._gather(r, ready, s.neighbours, 0)
-            rows, targets = await asyncio.to_thread(self._craft, r, own, gathered.got, before)
+            held = self._codec.held(gathered.got)
+            rows, targets = await asyncio.to_thread(self._craft, r, own, held, before)
+            assert self._outbox is not None
             for k, j in enumerate(targets):
                 if j not in s.byzantine:
-                    self._send(j, wire.Params(s.node_id, r, rows[k]))
-            new = self._byzantine_state(own, gathered.got)
+                    self._outbox.put(j, self._codec.crafted(r, j, rows[k]), counted=True)
+            new = self._byzantine_state(own, held)
         else:  # silent
             gathered = await self._gather(r, ready, s.honest_neighbours, 0)
-            new = self._byzantine_state(own, gathered.got)
+            new = self._byzantine_state(own, self._codec.held(gathered.got))
         self._params = new
         expected = s.honest_neighbours if s.role == "silent" else s.neighbours
         await self._finish_round(r, start, expected, gathered, kept_own)
@@ -674,10 +687,11 @@ class Node:
 
     def _adopt(self, got: dict[int, torch.Tensor]) -> tuple[torch.Tensor, bool]:
         """The catch-up aggregate: the rule with own = coordinate-wise median of ``got``."""
-        if not got:
+        held = self._codec.held(got)
+        if not held:
             return self._params.clone(), True
-        stand_in = coordinate_median(torch.stack([got[j] for j in sorted(got)]))
-        return self._aggregate(stand_in.unsqueeze(0), got)
+        stand_in = coordinate_median(torch.stack([held[j] for j in sorted(held)]))
+        return self._combine(stand_in.unsqueeze(0), stand_in.unsqueeze(0), held, mix=False)
 
     def _deadline(self, j: int, r: int, ready: float, patience: float) -> float | None:
         """Until when round ``r`` waits for live neighbour ``j`` (None: not at all); see *Waiting*."""
@@ -789,16 +803,28 @@ class Node:
     def _aggregate(
         self, trained: torch.Tensor, got: dict[int, torch.Tensor]
     ) -> tuple[torch.Tensor, bool]:
-        """The rule over own + arrived vectors (sender order); own vector if too few arrived."""
+        """The rule over own + what this node holds of the senders (:meth:`NodeCodec.held`,
+        sender order), then :meth:`NodeCodec.mix`; own vector if too few arrived."""
+        return self._combine(trained, self._codec.own(trained), self._codec.held(got))
+
+    def _combine(
+        self,
+        trained: torch.Tensor,
+        own: torch.Tensor,
+        held: dict[int, torch.Tensor],
+        mix: bool = True,
+    ) -> tuple[torch.Tensor, bool]:
+        """The rule over ``own`` and ``held``; with ``mix``, CHOCO's step from ``trained``."""
         s = self.setup
-        senders = sorted(got)
+        senders = sorted(held)
         if 1 + len(senders) < s.aggregator.min_inputs(s.f):
             return trained[0].clone(), True
         if not senders:
             return trained[0].clone(), False
-        received = torch.stack([got[j] for j in senders]).unsqueeze(0)
+        received = torch.stack([held[j] for j in senders]).unsqueeze(0)
         weights = hood_weights(s.mixing, s.node_id, senders).unsqueeze(0)
-        return aggregate(s.aggregator, trained, received, weights, s.f)[0], False
+        combined = aggregate(s.aggregator, own, received, weights, s.f)[0]
+        return (self._codec.mix(trained[0], combined) if mix else combined), False
 
     def _craft(
         self, r: int, own: torch.Tensor, got: dict[int, torch.Tensor], before: torch.Tensor
@@ -869,13 +895,12 @@ class Node:
         self._outbox.put(peer, wire.encode(message))
 
     def _broadcast(self, r: int, vector: torch.Tensor, peers: Sequence[int]) -> None:
-        if not peers:
-            return
+        # the codec moves on (error feedback, CHOCO's own copy) even with nobody to send to
+        frames = self._codec.outgoing(r, vector)  # one encode, one checksum
         assert self._outbox is not None
-        frames = wire.encode(wire.Params(self.setup.node_id, r, vector))  # one encode, one checksum
         for j in peers:
             if j not in self._refused:
-                self._outbox.put(j, frames)
+                self._outbox.put(j, frames, counted=True)
 
     async def _farewell(self, status: str) -> None:
         """Bye to every neighbour; after a full run, wait for theirs (bounded); log the end."""
@@ -903,6 +928,7 @@ class Node:
         c.inbox_unused = self._inbox.unused
         c.outbox_dropped = outbox.dropped
         c.sends_dropped = self.transport.stats.dropped
+        c.bytes_sent = outbox.vector_bytes
         self.log.event("end", status=status, **c.as_dict(), **self._privacy_spent())
 
     def _privacy_spent(self) -> dict[str, float]:
@@ -1000,9 +1026,13 @@ class Node:
             self._wake.set()
             return
         self._liveness.heard(peer, now)
-        if isinstance(message, wire.Params):
+        if isinstance(message, wire.Params | wire.Packed):
             self._note_round(peer, message.round, now)
-            outcome = self._inbox.put(peer, message.round, message.vector)
+            if isinstance(message, wire.Params) and message.vector.dtype == torch.float32:
+                vector = message.vector  # as it arrived: no copy
+            else:
+                vector = decompress(wire.payload_of(message))
+            outcome = self._inbox.put(peer, message.round, vector)
             if outcome in ("accepted", "stale"):
                 self._suspects.discard(peer)  # it delivers: alive, wait for it again
                 self._progress[peer] = now

@@ -29,9 +29,9 @@ from types import TracebackType
 from p2pfl._compat import Self
 from p2pfl._compat import timeout as async_timeout
 from p2pfl.transport import Transport, TransportClosed
-from p2pfl.wire import Frame
+from p2pfl.wire import Frame, encoded_nbytes
 
-_Item = tuple[Sequence[Frame], bool]  # frames, retried until sent
+_Item = tuple[Sequence[Frame], bool, int]  # frames, retried until sent, bytes to count
 
 
 def _always(peer: int) -> bool:
@@ -59,6 +59,7 @@ class Outbox:
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped = 0
         self.retried = 0
+        self.vector_bytes = 0  # bytes of counted messages the transport took
 
     async def __aenter__(self) -> Self:
         self._tasks = [
@@ -80,21 +81,25 @@ class Outbox:
                 await task
         self._tasks = []
 
-    def put(self, peer: int, frames: Sequence[Frame]) -> None:
-        """Queue ``frames`` for ``peer`` without waiting (the oldest is dropped if full)."""
+    def put(self, peer: int, frames: Sequence[Frame], *, counted: bool = False) -> None:
+        """Queue ``frames`` for ``peer`` without waiting (the oldest is dropped if full).
+
+        ``counted``: once the transport takes them, their bytes
+        (:func:`p2pfl.wire.encoded_nbytes`) are added to :attr:`vector_bytes`.
+        """
         q = self._queues[peer]
         if q.full():
             q.get_nowait()
             q.task_done()
             self.dropped += 1
-        q.put_nowait((frames, True))
+        q.put_nowait((frames, True, encoded_nbytes(frames) if counted else 0))
 
     def offer(self, peer: int, frames: Sequence[Frame]) -> bool:
         """Queue ``frames`` only if nothing waits for ``peer``; sent at most once."""
         q = self._queues[peer]
         if not q.empty():
             return False
-        q.put_nowait((frames, False))
+        q.put_nowait((frames, False, 0))
         return True
 
     async def drain(self, timeout: float) -> bool:
@@ -109,13 +114,15 @@ class Outbox:
 
     async def _pump(self, peer: int, q: asyncio.Queue[_Item]) -> None:
         while True:
-            frames, persistent = await q.get()
+            frames, persistent, nbytes = await q.get()
             try:
                 # a failed send is counted by the transport; retried while the peer is alive
                 while not await self._transport.send(peer, frames):
                     if not persistent or not self._keep_trying(peer):
                         break
                     self.retried += 1
+                else:
+                    self.vector_bytes += nbytes
             except TransportClosed:
                 return
             finally:

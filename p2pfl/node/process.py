@@ -187,9 +187,10 @@ async def _serve(
         loop.add_signal_handler(signum, stop, signum)
     me = setup.node_id
     peers = {j: addresses[j] for j in setup.neighbours}
-    # frames as large as one vector plus a header; network.max_message_mb only caps it
+    # frames as large as one vector plus a header (the model's float32 vector, or the
+    # run's compressed one if larger: sparse with most values); max_message_mb only caps it
     max_bytes = inbound_frame_limit(
-        setup.initial.nbytes,
+        max(setup.initial.nbytes, setup.compression.encoding(setup.d).payload_bytes),
         cap_bytes=int(setup.network.max_message_mb * 2**20),
         cap_name="network.max_message_mb",
     )

@@ -30,6 +30,7 @@ import torch
 
 from p2pfl.aggregators import Aggregator
 from p2pfl.attacks import Attack
+from p2pfl.compression import CompressionSpec
 from p2pfl.config import NetworkConfig
 from p2pfl.device import resolve_device
 from p2pfl.errors import ConfigError
@@ -71,6 +72,7 @@ class NodeSetup:
     rounds: int
     eval_every: int
     network: NetworkConfig
+    compression: CompressionSpec
     # where it trains and evaluates (run.device)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
@@ -142,6 +144,11 @@ class NodeSetup:
                 "oracle (e.g. ClippedGossip's radius 'fixed' or 'adaptive')"
             )
         device = resolve_device(scenario.run.device)
+        if exp.compression.active and device.type != "cpu":
+            raise ConfigError(
+                "compression: a node with run.device other than 'cpu' does not support "
+                "compression yet; set run.device = 'cpu'"
+            )
         role = _role(exp, node_id)
         adjacency = {i: tuple(exp.neighbours(i)) for i in range(exp.n)}
         mine = adjacency[node_id]
@@ -170,6 +177,7 @@ class NodeSetup:
             rounds=scenario.run.rounds,
             eval_every=scenario.run.eval_every,
             network=scenario.network,
+            compression=exp.compression,
             device=device,
         )
 

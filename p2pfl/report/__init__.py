@@ -7,6 +7,7 @@ so :func:`summarize_records` and :func:`plot_accuracy` serve them all.
 
 from p2pfl.report.outputs import (
     NodeRecord,
+    byte_counts,
     derive_run_id,
     metrics_line,
     read_metrics,
@@ -19,6 +20,7 @@ from p2pfl.report.plots import plot_accuracy
 
 __all__ = [
     "NodeRecord",
+    "byte_counts",
     "derive_run_id",
     "metrics_line",
     "plot_accuracy",

@@ -108,6 +108,25 @@ def round_summaries(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     return out
 
 
+def byte_counts(
+    bytes_sent: Mapping[int, int], honest: Iterable[int], rounds: int
+) -> dict[str, Any]:
+    """``summary.json``'s byte fields from each node's vector bytes over ``rounds`` rounds.
+
+    ``bytes_sent_per_node_per_round``: the mean over honest nodes of what each sent
+    per round; ``bytes_sent_total``: everything every node sent. A node's bytes are
+    its vector messages (header and payload, :func:`p2pfl.wire.encoded_nbytes`),
+    once per neighbour; hellos, heartbeats and byes are not counted. The simulator
+    counts what its nodes would send, a networked node what its transport sent.
+    """
+    mine = [int(bytes_sent.get(i, 0)) for i in honest]
+    per = sum(mine) / len(mine) / rounds if mine and rounds else 0.0
+    return {
+        "bytes_sent_per_node_per_round": per,
+        "bytes_sent_total": int(sum(bytes_sent.values())),
+    }
+
+
 def derive_run_id(*parts: Any) -> str:
     """A run id: 16 hex digits of SHA-256 over ``parts`` as canonical JSON.
 

@@ -143,6 +143,7 @@ class DistributedSimulation(Simulation):
             self.comm.world,
         )
         self.table_plan = self.routes.plan
+        self._groups = self.table_plan.groups  # no compression here: own rows in the table
         self._own_attackers = frozenset(self.table_plan.attackers)
         mine = self.partition.owner[self._alive_honest] == self.comm.rank
         self._own_alive = self._positions[self._alive_honest[mine]]
@@ -169,8 +170,22 @@ class DistributedSimulation(Simulation):
         out[:, self._nodes] = per_row
         return self.comm.sum(out)
 
+    def _sent_rows(self, trained: torch.Tensor, r: int) -> torch.Tensor:
+        """Counts the bytes this rank's senders send (no compression here: ``trained``)."""
+        owner, rank = self.partition.owner, self.comm.rank
+        mine = [i for i in self._senders if int(owner[i]) == rank]
+        self.channel.count_dense(trained, r, mine, self._positions[mine].tolist())
+        return trained
+
+    def _bytes_sent(self) -> list[int]:
+        """Every node's bytes sent (each rank counted its own nodes); local when interrupted."""
+        mine = torch.tensor(self.channel.bytes_sent, dtype=torch.int64)
+        if not self._collective_result:
+            return mine.tolist()
+        return [int(b) for b in self.comm.sum(mine).tolist()]
+
     def _message_table(
-        self, trained: torch.Tensor, r: int
+        self, trained: torch.Tensor, seen: torch.Tensor, r: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's message table (:mod:`p2pfl.sim.halo`), and the rows its nodes drop."""
         exp, routes, comm = self.exp, self.routes, self.comm
@@ -200,6 +215,9 @@ class DistributedSimulation(Simulation):
             view = geometry.view(vectors, f_view, exp.seed, r, before=before.cpu())
             t = len(geometry.targets)
             crafted[start : start + t] = craft_messages(exp.attack, view)
+            self.channel.count_crafted(
+                geometry.attacker, geometry.targets, crafted[start : start + t], r
+            )
             start += t
         table[routes.keep_at] = crafted[routes.keep_crafted]
         comm.exchange(crafted, routes.send_crafted, table, routes.recv_crafted)

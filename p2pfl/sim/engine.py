@@ -26,6 +26,7 @@ crafted vector is dropped by its receiver, as a node's boundary rejects it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,8 +35,10 @@ from typing import Any
 import torch
 
 from p2pfl.aggregators import Neighbourhood
+from p2pfl.compression import choco_step
 from p2pfl.config import Scenario
 from p2pfl.device import resolve_device
+from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import local_steps
 from p2pfl.rounds import (
@@ -48,6 +51,7 @@ from p2pfl.rounds import (
     knowledge_warnings,
     score,
 )
+from p2pfl.sim.channel import Channel
 from p2pfl.sim.plan import AggregationGroup, RoundPlan, make_plan, plan_on
 
 
@@ -90,6 +94,8 @@ class SimResult:
     (:func:`p2pfl.rounds.knowledge_warnings`); ``interrupted`` says the run was
     stopped (Ctrl-C) before its last round; ``distributed`` describes the ranks of a
     distributed run (:mod:`p2pfl.sim.distributed`; None in one process).
+    ``bytes_sent[i]`` is what node ``i`` sent over the ``rounds`` run: its vector
+    messages, header and payload, once per neighbour (:class:`p2pfl.sim.channel.Channel`).
     """
 
     experiment: Experiment
@@ -102,6 +108,7 @@ class SimResult:
     interrupted: bool = False
     rounds: int = 0  # rounds run (trained), evaluated or not
     distributed: dict[str, Any] | None = None
+    bytes_sent: list[int] = field(default_factory=list)
 
     @property
     def final(self) -> RoundMetrics:
@@ -150,6 +157,12 @@ class Simulation:
         self._honest_mask[list(experiment.byzantine)] = False
         self._omniscient = experiment.scenario.byzantine.knowledge == "omniscient"
         self._muted: frozenset[int] = frozenset()
+        if experiment.compression.active and (nodes is not None or dev.type != "cpu"):
+            raise ConfigError(
+                "compression: the distributed simulator and run.device other than 'cpu' "
+                "do not support compression yet; run it in one process on the CPU"
+            )
+        self.channel = Channel(experiment)
         self._replan()
         attack = experiment.attack
         self.warnings: list[str] = (
@@ -166,6 +179,15 @@ class Simulation:
         self.plan: RoundPlan = make_plan(exp, muted)
         # The plan in the coordinates of this process's message table (the same plan here).
         self.table_plan: RoundPlan = plan_on(self.plan, self.device)
+        # nodes whose vector goes out this round (vector attackers: to Byzantine neighbours)
+        self._senders = sorted((exp.follows_protocol | set(exp.vector_attackers)) - muted)
+        # direct compression: own vectors are the trained ones, inputs the decoded
+        # messages, read from one table [trained; messages] (inputs shifted by N)
+        self._groups = (
+            self.table_plan.groups
+            if self.channel.own_in_table
+            else [_shift_inputs(g, exp.n) for g in self.table_plan.groups]
+        )
         alive = [i for i in exp.honest if i not in muted]
         self._alive_honest = torch.tensor(alive, dtype=torch.int64)
         self._geometry: list[tuple[AttackGeometry, int]] = []
@@ -202,15 +224,30 @@ class Simulation:
             r,
         )
         self._track_divergence(trained, r)
-        table, dropped = self._message_table(trained, r)
+        seen = self._sent_rows(trained, r)
+        table, dropped = self._message_table(trained, seen, r)
+        if not self.channel.own_in_table:
+            table = torch.cat([trained, table])
+            if dropped is not None:
+                dropped = torch.cat([torch.zeros(self.exp.n, dtype=torch.bool), dropped])
         new = trained.clone()  # muted nodes keep their own vector
         plan = self.table_plan
         with self._on_device():
-            for g in plan.groups:
-                new[self._position(g.nodes)] = self._aggregate_group(g, table, dropped)
+            for g in self._groups:
+                combined = self._aggregate_group(g, table, dropped)
+                if self.channel.choco:  # the rule acted on the public copies
+                    combined = choco_step(
+                        trained[g.nodes], combined, seen[g.nodes], self.exp.compression.gamma
+                    )
+                new[self._position(g.nodes)] = combined
         if plan.byzantine_nodes.numel():
             mix = plan.byzantine_mixing
-            new[plan.byzantine_nodes] = torch.sparse.mm(mix, table[: mix.shape[1]])
+            # a Byzantine node's own vector and what it holds of its honest neighbours
+            held = table[: mix.shape[1]]
+            if seen is not trained:
+                held = seen.clone()
+                held[plan.byzantine_nodes] = trained[plan.byzantine_nodes]
+            new[plan.byzantine_nodes] = torch.sparse.mm(mix, held)
         self.params = new
         self.round = r
 
@@ -256,21 +293,29 @@ class Simulation:
         return per_row
 
     def _message_table(
-        self, trained: torch.Tensor, r: int
+        self, trained: torch.Tensor, seen: torch.Tensor, r: int
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The round's message table, and which of its rows receivers drop (None: none).
 
-        Rows ``0..N-1`` are the trained vectors (a muted node's row is never read);
-        crafted rows that are not finite are dropped, as a node's boundary rejects them.
+        Rows ``0..N-1`` are ``seen``, what the neighbours hold of each sender (the
+        trained vectors without compression; a muted node's row is never read);
+        then one row per (attacker, target), what the target holds of the attacker
+        after its crafted message. Rows that are not finite are dropped, as a node's
+        boundary rejects them. An attacker crafts from its own trained vector and what
+        it holds of the honest nodes.
         """
         exp, plan = self.exp, self.plan
         if not plan.attackers:
-            return trained, None
+            return seen, None
         assert exp.attack is not None
         extra = trained.new_empty((plan.extra_rows, trained.shape[1]))
+        attacker = -1
 
         def vectors(ids: torch.Tensor) -> torch.Tensor:
-            return trained[ids].cpu()  # attacks craft on the CPU (their generators are)
+            rows = seen.index_select(0, ids)
+            if seen is not trained:
+                rows[ids == attacker] = trained[attacker]
+            return rows.cpu()  # attacks craft on the CPU (their generators are)
 
         # Fang's reference: the model the honest vectors started this round from, as far
         # as the attacker knows it (omniscient: the honest mean; local: its own state).
@@ -278,11 +323,15 @@ class Simulation:
             self._honest_mean() if self._omniscient and self._alive_honest.numel() else None
         )
         for geometry, f_view in self._geometry:
-            before = self.params[geometry.attacker] if honest_before is None else honest_before
+            attacker = geometry.attacker
+            before = self.params[attacker] if honest_before is None else honest_before
             view = geometry.view(vectors, f_view, exp.seed, r, before=before.cpu())
-            start = plan.attacker_rows[geometry.attacker] - exp.n
-            extra[start : start + len(geometry.targets)] = craft_messages(exp.attack, view)
-        table = torch.cat([trained, extra])
+            start = plan.attacker_rows[attacker] - exp.n
+            crafted = craft_messages(exp.attack, view)
+            extra[start : start + len(geometry.targets)] = self.channel.crafted_rows(
+                attacker, geometry.targets, crafted, r
+            )
+        table = torch.cat([seen, extra])
         bad_extra = ~torch.isfinite(extra).all(1).cpu()
         if not bool(bad_extra.any()):
             return table, None
@@ -362,11 +411,20 @@ class Simulation:
             interrupted=interrupted,
             rounds=self.round,
             distributed=self._distribution(),
+            bytes_sent=self._bytes_sent(),
         )
 
     def _distribution(self) -> dict[str, Any] | None:
         """How the run was spread over ranks (None: one process)."""
         return None
+
+    def _sent_rows(self, trained: torch.Tensor, r: int) -> torch.Tensor:
+        """What the neighbours hold of each sender after round ``r`` (bytes counted)."""
+        return self.channel.sender_rows(trained, r, self._senders)
+
+    def _bytes_sent(self) -> list[int]:
+        """Per node, the bytes it sent so far (:class:`~p2pfl.sim.channel.Channel`)."""
+        return list(self.channel.bytes_sent)
 
     def _all_params(self) -> torch.Tensor:
         """``(N, d)``: every node's current vector (gathered from every rank when distributed)."""
@@ -393,6 +451,13 @@ class Simulation:
                 self.stopped_early = self.round if self.round < rounds else None
                 break
         return self.result(time.perf_counter() - start)
+
+
+def _shift_inputs(g: AggregationGroup, n: int) -> AggregationGroup:
+    """``g`` reading its inputs from rows ``N..`` of ``[trained; messages]``."""
+    rows = g.rows.clone()
+    rows[:, 1:] += n
+    return dataclasses.replace(g, rows=rows)
 
 
 def simulate(

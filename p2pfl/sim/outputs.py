@@ -12,6 +12,8 @@ so far. :func:`write_run_outputs` writes the final files from a
   diverged, or null;
 * ``warnings``: why an attack could not act (:func:`p2pfl.rounds.knowledge_warnings`);
 * ``interrupted``: true when the run was stopped before its last round;
+* ``bytes_sent_per_node_per_round``, ``bytes_sent_total``: what the nodes sent
+  (:func:`p2pfl.report.byte_counts`).
 * with DP-SGD (``privacy.mechanism = "dp_sgd"``): ``epsilon`` (the maximum over
   honest nodes), ``epsilon_per_node``, ``delta``, ``noise_multiplier`` and
   ``clip_norm`` (:func:`p2pfl.privacy.accounting.privacy_report`) for the rounds run.
@@ -85,7 +87,7 @@ def sim_privacy(result: SimResult) -> dict[str, Any]:
 
 def sim_summary(result: SimResult) -> dict[str, Any]:
     """``summary.json`` of a result (see the module docstring)."""
-    from p2pfl.report import derive_run_id, summarize_records
+    from p2pfl.report import byte_counts, derive_run_id, summarize_records
 
     exp = result.experiment
     scenario = exp.scenario.to_dict()
@@ -98,6 +100,7 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "warnings": list(result.warnings),
         "interrupted": result.interrupted,
+        **byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds),
         **sim_privacy(result),
     }
     if result.distributed is not None:

@@ -6,6 +6,8 @@
 * ``consensus_distance``: mean squared distance of the honest models to their mean;
 * ``diverged``: how many honest nodes diverged (``diverged_nodes``: node -> round);
   their accuracy counts at chance, so a collapsed cell shows its collapse;
+* ``bytes_sent_per_node_per_round``: what each honest node sent per round, header and
+  payload (:func:`p2pfl.report.byte_counts`, as ``summary.json`` reports it);
 * ``attack_success_rate``: backdoor runs only: the share of triggered test inputs
   (true class not the target) that an honest node's final model puts in the target
   class (:func:`p2pfl.attacks.attack_success_rate`), averaged over honest nodes;
@@ -61,9 +63,12 @@ def backdoor_success(result: Any) -> float | None:
 
 def run_metrics(result: Any) -> dict[str, Any]:
     """The result fields of one successful run (see the module docstring)."""
+    from p2pfl.report import byte_counts
+
     exp = result.experiment
     final = result.final
     last = final.summary()
+    sent = byte_counts(dict(enumerate(result.bytes_sent)), exp.honest, result.rounds)
     return {
         "honest_accuracy_mean": last["honest_accuracy_mean"],
         "honest_accuracy_min": last["honest_accuracy_min"],
@@ -77,6 +82,7 @@ def run_metrics(result: Any) -> dict[str, Any]:
         "diverged_nodes": {str(k): v for k, v in sorted(result.diverged.items())},
         "warnings": list(result.warnings),
         "rounds": final.round,
+        "bytes_sent_per_node_per_round": sent["bytes_sent_per_node_per_round"],
         "byzantine_nodes": sorted(exp.byzantine),
         "final_accuracy": [round(float(a), 6) for a in final.accuracy],
         "history": [m.summary() for m in result.history],

@@ -39,6 +39,7 @@ RUN_COLUMNS = (
     "byzantine",
     "diverged",
     "rounds",
+    "bytes_sent_per_node_per_round",
     "wall_seconds",
     "error",
     "cell",

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2pfl.config import Scenario, load_scenario, scenario_from_dict
+from p2pfl.config import CompressionConfig, Scenario, load_scenario, scenario_from_dict
 from p2pfl.errors import ConfigError, P2PFLError
 from p2pfl.sweep.grid import Cell, GridAxis, display, expand
 
@@ -71,8 +71,15 @@ class SweepRun:
 
 
 def cell_id(scenario: Scenario) -> str:
-    """A stable 16-hex-digit hash of the fully resolved scenario (seed included)."""
-    text = json.dumps(scenario.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    """A stable 16-hex-digit hash of the fully resolved scenario (seed included).
+
+    A ``[compression]`` section at its default (nothing compressed) is left out: such a run
+    computes what it did before the section existed, and keeps the id it had then.
+    """
+    data = scenario.to_dict()
+    if scenario.compression == CompressionConfig():
+        del data["compression"]
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -80,6 +87,7 @@ def check_names(scenario: Scenario) -> None:
     """Check every registry-backed name and parameter table without building anything."""
     from p2pfl.aggregators import make_aggregator
     from p2pfl.attacks import make_attack
+    from p2pfl.compression import make_compressor
     from p2pfl.data import DATASETS, PARTITIONERS
     from p2pfl.models import MODELS
     from p2pfl.topology import PLACEMENTS, TOPOLOGIES
@@ -97,6 +105,7 @@ def check_names(scenario: Scenario) -> None:
     if byz.nodes or byz.count > 0 or s.topology.file:
         make_attack(byz.attack, byz.params)
     make_aggregator(s.aggregator.name, s.aggregator.params, pre=tuple(s.aggregator.pre))
+    make_compressor(s.compression.name, s.compression.params)
 
 
 def plan_sweep(

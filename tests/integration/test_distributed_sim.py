@@ -73,6 +73,8 @@ def test_torchrun_sim_writes_the_single_process_summary(tmp_path: Path) -> None:
     assert mins == pytest.approx([float(m.honest_accuracy.min()) for m in ref.history], abs=1e-6)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 16 * len(ref.history), out
+    # each rank counts its own senders' (and attackers') messages; rank 0 reports the sum
+    assert summary["bytes_sent_total"] == sum(ref.channel.bytes_sent) > 0
 
 
 CASES = {

@@ -113,5 +113,29 @@ def test_a_cell_reproduces_the_committed_table(name: str, one_thread: None) -> N
     assert got["status"] == row["status"] == "ok", got.get("error")
     for key in ("honest_accuracy_mean", "honest_accuracy_min"):
         assert got[key] == pytest.approx(float(row[key]), abs=ONE_SAMPLE), key
-    if row["epsilon"]:
+    if row.get("epsilon"):
         assert got["epsilon"] == pytest.approx(float(row["epsilon"]), rel=1e-5)
+
+
+@pytest.mark.timeout(300)
+def test_the_compression_experiment_reproduces_a_committed_cell(one_thread: None) -> None:
+    import importlib.util
+
+    folder = EXPERIMENTS / "compression"
+    spec = importlib.util.spec_from_file_location("compression_run", folder / "run.py")
+    assert spec is not None and spec.loader is not None
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    label, scheme, overrides = next(c for c in run.CONFIGS if c[:2] == ("top_k 1%", "choco"))
+
+    got = run.run_cell((label, scheme, overrides, "median", "sign_flip"))
+
+    with (folder / "results.csv").open() as fh:
+        (row,) = [
+            r
+            for r in csv.DictReader(fh)
+            if (r["operator"], r["scheme"], r["rule"], r["attack"])
+            == (label, scheme, "median", "sign_flip")
+        ]
+    assert abs(got["honest_accuracy_mean"] - float(row["honest_accuracy_mean"])) <= ONE_SAMPLE
+    assert got["bytes_sent_per_node_per_round"] == float(row["bytes_sent_per_node_per_round"])

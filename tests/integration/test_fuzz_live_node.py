@@ -33,6 +33,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from p2pfl import wire
 from p2pfl._compat import timeout as async_timeout
+from p2pfl.compression import QuantPayload, SparsePayload
 
 ATTACKER = 3
 TARGET = 0
@@ -229,3 +230,164 @@ async def test_live_node_survives_ten_thousand_hostile_messages(run_dir: Path) -
 @pytest.mark.timeout(600)
 async def test_live_node_survives_a_hundred_thousand_hostile_messages(run_dir: Path) -> None:
     await fuzz_live_node(run_dir, count=100_000, rounds=2000)
+
+
+# ----------------------------------------------------------------------------- compressed runs
+
+COMPRESSION = {
+    "top_k": '[compression]\nname = "top_k"\nparams = { ratio = 0.05 }\nscheme = "choco"\n',
+    "int8": '[compression]\nname = "int8"\nparams = { block = 64 }\n',
+}
+
+
+def hostile_compressed_messages(
+    rng: np.random.Generator, d: int, name: str, current: Callable[[], int]
+) -> Iterator[list[bytes]]:
+    """Compressed vectors node 0 (running ``name``) must all refuse: each breaks one rule of
+    the run's encoding (count, block, levels, index range and order, dtype, finiteness)
+    or of the wire (sizes, checksum)."""
+    k = max(1, int(np.ceil(0.05 * d)))
+    block = 64
+    blocks = -(-d // block)
+
+    def frames(message: wire.Message) -> list[bytes]:
+        return [bytes(f) for f in wire.encode(message)]
+
+    def sparse(idx: np.ndarray, values: np.ndarray, length: int = d) -> list[bytes]:
+        payload = SparsePayload(
+            length,
+            torch.from_numpy(idx.astype(np.int32)),
+            torch.from_numpy(values.astype(np.float32)),
+        )
+        return frames(wire.Packed(ATTACKER, current() + 1, payload))
+
+    def quant(
+        codes: np.ndarray, scales: np.ndarray, b: int = block, levels: int = 127
+    ) -> list[bytes]:
+        payload = QuantPayload(
+            b,
+            levels,
+            torch.from_numpy(scales.astype(np.float32)),
+            torch.from_numpy(codes.astype(np.int8)),
+        )
+        return frames(wire.Packed(ATTACKER, current() + 1, payload))
+
+    def good_idx(count: int = k) -> np.ndarray:
+        return np.sort(rng.choice(d, size=count, replace=False))
+
+    def ones(count: int = k) -> np.ndarray:
+        return np.ones(count)
+
+    def codes() -> np.ndarray:
+        return rng.integers(-127, 128, size=d)
+
+    def scales(count: int = blocks) -> np.ndarray:
+        return rng.random(count)
+
+    def poisoned(values: np.ndarray) -> np.ndarray:
+        values = values.astype(np.float32).copy()
+        values[int(rng.integers(len(values)))] = rng.choice([np.nan, np.inf, -np.inf])
+        return values
+
+    kinds: list[Callable[[], list[bytes]]]
+    if name == "top_k":
+        kinds = [
+            lambda: sparse(np.append(good_idx(k - 1), d + int(rng.integers(0, 9))), ones()),
+            lambda: sparse(good_idx()[::-1].copy(), ones()),  # decreasing
+            lambda: sparse(np.repeat(good_idx(1), k), ones()),  # duplicates
+            lambda: sparse(good_idx(k + 1), ones(k + 1)),  # another count
+            lambda: sparse(good_idx(), poisoned(ones())),
+            lambda: sparse(good_idx(), ones(), length=d + 1),
+            lambda: frames(wire.Params(ATTACKER, current() + 1, torch.ones(d))),
+            lambda: quant(codes(), scales()),
+        ]
+    else:
+        kinds = [
+            lambda: quant(np.append(codes()[:-1], -128), scales()),
+            lambda: quant(codes(), -scales()),
+            lambda: quant(codes(), poisoned(scales())),
+            lambda: quant(np.full(d, 127), np.full(blocks, 3e38)),  # overflows when decoded
+            lambda: quant(codes(), scales(-(-d // 32)), b=32),
+            lambda: quant(np.clip(codes(), -9, 9), scales(), levels=8),
+            lambda: sparse(good_idx(), ones()),
+            lambda: frames(wire.Params(ATTACKER, current() + 1, torch.ones(d))),
+        ]
+
+    def resized() -> list[bytes]:  # header sizes that disagree with the payload
+        base = kinds[int(rng.integers(len(kinds)))]()
+        header = msgpack.unpackb(base[0])
+        if header.get("kind") == "params":
+            return [base[0], base[1][:-4]]
+        key = "count" if header["kind"] == "sparse" else "block"
+        header[key] = max(1, header[key] + int(rng.choice([-1, 1])))
+        return [msgpack.packb(header), base[1]]
+
+    def flipped() -> list[bytes]:
+        base = kinds[int(rng.integers(len(kinds)))]()
+        payload = bytearray(base[1])
+        payload[int(rng.integers(len(payload)))] ^= 1 << int(rng.integers(8))
+        return [base[0], bytes(payload)]
+
+    kinds += [resized, flipped]
+    while True:
+        yield kinds[int(rng.integers(len(kinds)))]()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", sorted(COMPRESSION))
+async def test_live_compressed_node_refuses_hostile_compressed_vectors(
+    run_dir: Path, name: str
+) -> None:
+    count, rounds = 1500, 60
+    net = LiveNet(
+        run_dir,
+        ring_with_attacker(3, [TARGET]),
+        attacker=ATTACKER,
+        rounds=rounds,
+        round_timeout=2.0,
+        hello_timeout=15.0,
+        extra_toml=COMPRESSION[name],
+    )
+    ctx = zmq.asyncio.Context()
+    sent = 0
+    try:
+        sink = net.sink(ctx)
+        await net.start()
+        async with async_timeout(180):  # about 15 s unloaded
+            start = await net.until(TARGET, "start")
+            d = int(start["parameters"])
+            dealer = net.attack(ctx, TARGET)
+            hello = wire.Hello(ATTACKER, "fuzz", str(start["fingerprint"]), d, 0)
+            await dealer.send_multipart(wire.encode(hello))
+            await dealer.send_multipart(wire.encode(wire.Bye(ATTACKER, "not waited for")))
+            sent += 2
+            await net.until(TARGET, "round", 1)
+            rng = np.random.default_rng(99)
+
+            def current() -> int:
+                return 1 + max(e["round"] for e in net.events[TARGET] if e["event"] == "round")
+
+            for frames in hostile_compressed_messages(rng, d, name, current):
+                if sent >= count + 2:
+                    break
+                await dealer.send_multipart(frames)
+                sent += 1
+            codes = await net.wait()
+        sink.close()
+    finally:
+        await net.close()
+        ctx.destroy(linger=0)
+
+    assert codes == {0: 0, 1: 0, 2: 0}
+    for k in net.honest:
+        assert [e["round"] for e in net.rounds(k)] == list(range(1, rounds + 1)), k
+        assert net.end(k)["status"] == "done"
+    accepted, rejected = rejection_counts(net.end(TARGET), ATTACKER)
+    assert accepted == 2  # the Hello and the Bye
+    assert accepted + sum(rejected.values()) == sent
+    wanted = {"decode_error", "wrong_encoding", "non_finite"}
+    wanted |= {"bad_index", "wrong_length"} if name == "top_k" else {"out_of_range"}
+    assert wanted <= set(rejected), rejected
+    for peer in (1, 2):  # the honest neighbours' compressed vectors were all accepted
+        ok, refused = rejection_counts(net.end(TARGET), peer)
+        assert ok >= rounds and refused == {}, (peer, ok, refused)

@@ -51,10 +51,56 @@ f = 1
 """
 
 
-def test_launch_matches_the_simulator(run_dir: Path) -> None:
+def _launch(run_dir: Path, text: str) -> tuple[Path, Path]:
     scenario_file = run_dir / "parity.toml"
-    scenario_file.write_text(SCENARIO)
-    out = run_dir / "launch"
+    scenario_file.write_text(text)
+    return scenario_file, run_dir / "launch"
+
+
+COMPRESSED = (
+    SCENARIO
+    + """
+[compression]
+name = "top_k"
+params = { ratio = 0.05 }
+scheme = "choco"
+"""
+)
+
+
+def test_compressed_launch_matches_the_simulator_and_its_byte_count(run_dir: Path) -> None:
+    scenario_file, out = _launch(run_dir, COMPRESSED)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "p2pfl", "launch", str(scenario_file), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    sim = Simulation(build_experiment(load_scenario(scenario_file))).run()
+
+    assert proc.returncode == 0, proc.stderr
+    for node in range(6):
+        final = np.load(out / "nodes" / f"node-{node}.npy", allow_pickle=False)
+        expected = sim.params[node].numpy()
+        assert np.linalg.norm(final - expected) <= 1e-5 * np.linalg.norm(expected)
+    summary = json.loads((out / "summary.json").read_text())
+    from p2pfl.sim.outputs import sim_summary
+
+    expected_bytes = sim_summary(sim)
+    measured = summary["bytes_sent_per_node_per_round"]
+    wanted = expected_bytes["bytes_sent_per_node_per_round"]
+    assert abs(measured - wanted) <= 0.01 * wanted, (measured, wanted)
+    assert summary["bytes_sent_total"] == pytest.approx(
+        expected_bytes["bytes_sent_total"], rel=0.01
+    )
+    # one top-k message (8 bytes per kept value, plus the header) per neighbour per round
+    k = int(np.ceil(0.05 * sim.experiment.initial.numel()))
+    assert 2 * 8 * k < wanted < 2 * (8 * k + 100)
+
+
+def test_launch_matches_the_simulator(run_dir: Path) -> None:
+    scenario_file, out = _launch(run_dir, SCENARIO)
 
     proc = subprocess.run(
         [sys.executable, "-m", "p2pfl", "launch", str(scenario_file), "--out", str(out), "--quiet"],

@@ -94,7 +94,7 @@ def assert_parity_of_accuracies(exp: Experiment, results: dict[int, NodeResult])
     return sim
 
 
-def assert_parity(exp: Experiment, results: dict[int, NodeResult]) -> None:
+def assert_parity(exp: Experiment, results: dict[int, NodeResult]) -> SimResult:
     sim = assert_parity_of_accuracies(exp, results)
     for m in sim.history:
         for i in range(exp.n):
@@ -102,6 +102,7 @@ def assert_parity(exp: Experiment, results: dict[int, NodeResult]) -> None:
             assert rec["train_loss"] == pytest.approx(float(m.train_loss[i]), rel=1e-5)
     for i in range(exp.n):
         torch.testing.assert_close(results[i].params, sim.params[i], rtol=1e-5, atol=1e-6)
+    return sim
 
 
 @pytest.mark.parametrize(
@@ -112,15 +113,59 @@ def assert_parity(exp: Experiment, results: dict[int, NodeResult]) -> None:
         ("byzantine.count=1", "byzantine.attack=alie", "aggregator.name=trimmed_mean"),
         ("byzantine.count=1", "byzantine.attack=label_flip", "aggregator.name=median"),
         ("byzantine.nodes=[1,2]", "byzantine.attack=gaussian", "aggregator.name=median"),
+        (
+            "byzantine.count=1",
+            "byzantine.attack=sign_flip",
+            "aggregator.name=median",
+            "compression.name=top_k",
+            "compression.params.ratio=0.05",
+            "compression.scheme=choco",
+        ),
+        (
+            "byzantine.count=1",
+            "byzantine.attack=alie",
+            "aggregator.name=trimmed_mean",
+            "compression.name=int8",
+            "compression.params.block=64",
+            "compression.error_feedback=true",
+        ),
+        (
+            "byzantine.count=0",
+            "aggregator.name=gossip",
+            "aggregator.f=0",
+            "compression.name=qsgd",
+            "compression.scheme=choco",
+        ),
+        (
+            "byzantine.count=1",
+            "byzantine.attack=ipm",
+            "aggregator.name=median",
+            "compression.name=random_k",
+            "compression.params.ratio=0.1",
+        ),
+        ("byzantine.count=0", "aggregator.name=mean", "aggregator.f=0", "compression.name=bf16"),
     ],
-    ids=["honest-mean", "signflip-median", "alie-trimmed", "labelflip-median", "two-colluders"],
+    ids=[
+        "honest-mean",
+        "signflip-median",
+        "alie-trimmed",
+        "labelflip-median",
+        "two-colluders",
+        "choco-topk-signflip",
+        "int8-feedback-alie",
+        "choco-qsgd-gossip",
+        "randomk-ipm",
+        "bf16-mean",
+    ],
 )
 async def test_in_memory_network_matches_the_simulator(overrides: tuple[str, ...]) -> None:
     exp = experiment(*overrides)
 
     results = await run_all(exp)
 
-    assert_parity(exp, results)
+    sim = assert_parity(exp, results)
+    # what each node's transport took, header and payload, is what the simulator counts
+    assert [r.counters.bytes_sent for _, r in sorted(results.items())] == sim.bytes_sent
     assert all(r.rounds_completed == exp.scenario.run.rounds for r in results.values())
     assert all(r.counters.rounds_incomplete == 0 for r in results.values())
 

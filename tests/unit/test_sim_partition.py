@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from p2pfl.config import load_scenario
+from p2pfl.errors import ConfigError
 from p2pfl.experiment import build_experiment
 from p2pfl.sim import Simulation
 from p2pfl.sim.halo import halo_routes
@@ -96,3 +97,9 @@ def test_one_rank_is_the_single_process() -> None:
     assert [m.summary() for m in one.history] == [m.summary() for m in ref.history]
     assert one.distributed is not None and one.distributed["halo_bytes_per_round"] == 0
     assert ref.distributed is None
+
+
+def test_compression_is_refused_off_one_cpu_process() -> None:
+    exp = build_experiment(load_scenario(None, ["compression.name=int8", "run.rounds=1"]))
+    with pytest.raises(ConfigError, match="compression"):
+        Simulation(exp, nodes=torch.arange(8))

@@ -245,7 +245,11 @@ def _cases() -> list[tuple[str, Any, str]]:
             lambda: with_header(h(), v=True),
             "protocol version must be an int, got bool",
         ),
-        ("future version", lambda: with_header(h(), v=3), "unsupported protocol version 3"),
+        (
+            "future version",
+            lambda: with_header(h(), v=wire.PROTOCOL_VERSION + 1),
+            f"unsupported protocol version {wire.PROTOCOL_VERSION + 1}",
+        ),
         ("no kind", lambda: with_header(h(), kind=_DELETE), "no message 'kind'"),
         ("unknown kind", lambda: with_header(h(), kind="ping"), "unknown message kind 'ping'"),
         ("int kind", lambda: with_header(h(), kind=3), "unknown message kind 3"),
