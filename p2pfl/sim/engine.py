@@ -35,6 +35,7 @@ from p2pfl.aggregators import Neighbourhood
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import local_steps
+from p2pfl.report.outputs import spread
 from p2pfl.rounds import (
     AttackGeometry,
     aggregate_hood,
@@ -65,12 +66,9 @@ class RoundMetrics:
         return self.accuracy[self.honest]
 
     def summary(self) -> dict[str, float]:
-        acc = self.honest_accuracy
         return {
             "round": self.round,
-            "honest_accuracy_mean": float(acc.mean()),
-            "honest_accuracy_min": float(acc.min()),
-            "honest_accuracy_max": float(acc.max()),
+            **spread(self.honest_accuracy.tolist(), "honest_accuracy"),
             "honest_train_loss": float(self.train_loss[self.honest].nanmean()),
             "honest_test_loss": float(self.test_loss[self.honest].nanmean()),
             "consensus_distance": self.consensus_distance,
