@@ -63,11 +63,19 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model: a registered name or ``package.module:factory``, its parameters, initial weights."""
+    """The model: a registered name or ``package.module:factory``, its parameters, initial
+    weights (``init``, a saved ``state_dict``) and the parameters to keep frozen.
+
+    ``freeze`` holds glob patterns (``fnmatch``) on parameter names (``"0.*"``,
+    ``"features.*"``): matched parameters, and the buffers of layers whose
+    parameters are all frozen, are neither trained nor exchanged. A pattern that
+    matches no parameter is a ConfigError naming it.
+    """
 
     name: str = "mlp"
     params: dict[str, Any] = field(default_factory=lambda: {"hidden": [64]})
     init: str = ""
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

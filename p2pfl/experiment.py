@@ -26,7 +26,7 @@ from p2pfl.data import PARTITIONERS, Dataset, load_dataset, split_train_test
 from p2pfl.errors import ConfigError
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
 from p2pfl.models import build_model
-from p2pfl.params import flatten
+from p2pfl.params import flatten, frozen_names
 from p2pfl.seeding import derive_seed, generator_for
 from p2pfl.topology import PLACEMENTS, TOPOLOGIES, Topology, load_topology, mixing_matrix
 
@@ -61,6 +61,16 @@ class Experiment:
     @cached_property
     def fmodel(self) -> FunctionalModel:
         return FunctionalModel(self.model)
+
+    @property
+    def parameters(self) -> int:
+        """Values in the model's whole state (``summary.json``: ``"parameters"``)."""
+        return self.fmodel.layout.size
+
+    @property
+    def shared_parameters(self) -> int:
+        """Values each node trains and exchanges: the state less frozen entries."""
+        return int(self.initial.numel())
 
     @cached_property
     def honest(self) -> list[int]:
@@ -200,6 +210,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
         train.num_classes,
         seed=derive_seed(seed, 0x30DE1),
         init_path=str(init) if init else None,
+        frozen=scenario.model.freeze,
     )
     aggregator = make_aggregator(
         scenario.aggregator.name, scenario.aggregator.params, pre=tuple(scenario.aggregator.pre)
@@ -212,7 +223,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
         parts=parts,
         local=local,
         model=model,
-        initial=flatten(model),
+        initial=flatten(model, exclude=frozen_names(model)),
         topology=topology,
         mixing=mixing_matrix(topology.graph, scenario.topology.mixing),
         byzantine=byzantine,

@@ -14,6 +14,7 @@ coordinates, ``m = mu * m + g``, ``x = x - lr * m`` (plain SGD when ``mu = 0``).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from p2pfl.params import ParamLayout
+from p2pfl.params import ParamLayout, flatten, frozen_names
 from p2pfl.relu_mlp import ReluMLP
 from p2pfl.seeding import round_batch_indices
 
@@ -64,23 +65,55 @@ class TrainingSpec:
 
 
 class FunctionalModel:
-    """A model's forward pass and loss as functions of a flat parameter vector."""
+    """A model's forward pass and loss as functions of a flat parameter vector.
+
+    The vector holds the model's *shared* state: every ``state_dict`` entry but the
+    frozen ones (:func:`~p2pfl.params.frozen_names`, ``model.freeze``), which stay
+    constant (:attr:`frozen_state`) and are neither trained nor exchanged.
+    :attr:`layout` is the full state's layout, :attr:`shared` the vector's.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.module = model
+        self.frozen = frozen_names(model)
         self.layout = ParamLayout.of(model)
-        self.trainable = self.layout.trainable_mask.to(torch.float32)
-        self.all_trainable = bool(self.layout.trainable_mask.all())
-        self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.layout.slots]
+        self.shared = ParamLayout.of(model, exclude=self.frozen)
+        self.frozen_state = {
+            name: t.detach().clone()
+            for name, t in model.state_dict().items()
+            if name in self.frozen
+        }
+        self.trainable = self.shared.trainable_mask.to(torch.float32)
+        self.all_trainable = bool(self.shared.trainable_mask.all())
+        self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.shared.slots]
         # Gradients are taken w.r.t. each named tensor, not the flat vector: the
         # backward of slicing a flat vector would build a zero-filled (N, d) tensor
         # per slot; one concatenation at the end is cheaper.
-        self._grad_loss = vmap(grad_and_value(self._loss_of_state))
-        self._relu_mlp = ReluMLP.match(model, self.layout)
+        self._grad_loss = vmap(grad_and_value(self._loss_of_state), in_dims=(0, 0, 0))
+        self._relu_mlp = ReluMLP.match(model, self.shared) if not self.frozen else None
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
 
+    def initial(self) -> torch.Tensor:
+        """The module's current shared state as a flat ``(d,)`` vector."""
+        return flatten(self.module, exclude=self.frozen)
+
+    def fingerprint(self) -> str:
+        """Names, shapes and dtypes of the whole state, which entries are frozen, and the
+        frozen values: equal iff two nodes can exchange vectors and mean the same model.
+
+        Nodes whose frozen weights differ (another pre-trained file) exchange vectors of
+        the same length that would be meaningless together; their hellos refuse them.
+        """
+        h = hashlib.sha256(self.layout.fingerprint().encode())
+        for name in sorted(self.frozen):
+            t = self.frozen_state[name].contiguous()
+            h.update(f"frozen {name}:".encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
+
     def state(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: flat[o : o + n].view(shape) for name, o, n, shape in self._slots}
+        shared = {name: flat[o : o + n].view(shape) for name, o, n, shape in self._slots}
+        return {**self.frozen_state, **shared} if self.frozen else shared
 
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, self.state(flat), (x,))
@@ -88,7 +121,8 @@ class FunctionalModel:
     def _loss_of_state(
         self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        logits = functional_call(self.module, state, (x,))
+        full = {**self.frozen_state, **state} if self.frozen else state
+        logits = functional_call(self.module, full, (x,))
         # As (1, C, B): batched under vmap, the softmax then reduces over a non-inner
         # dimension, several times faster than over a last dimension of ~10 classes.
         return F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))

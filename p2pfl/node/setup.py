@@ -88,7 +88,7 @@ class NodeSetup:
 
     @property
     def fingerprint(self) -> str:
-        return self.fmodel.layout.fingerprint()
+        return self.fmodel.fingerprint()
 
     @property
     def is_byzantine(self) -> bool:

@@ -25,8 +25,8 @@ def plot_accuracy(history: Sequence[Mapping[str, Any]], path: str | Path, title:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     ax.fill_between(rounds, lo, hi, alpha=0.25, label="honest min-max")
     ax.plot(rounds, mean, marker="o", markersize=3, label="honest mean")
-    p10 = [h.get("honest_accuracy_p10") for h in history]
-    if all(v is not None for v in p10):
+    if all(h.get("honest_accuracy_p10") is not None for h in history):
+        p10 = [float(h["honest_accuracy_p10"]) for h in history]
         ax.plot(rounds, p10, linestyle="--", color="C0", label="honest p10")
     local = [(h["round"], h) for h in history if h.get("local_accuracy_mean") is not None]
     if local:
