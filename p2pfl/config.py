@@ -100,6 +100,34 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class EvaluationConfig:
+    """What is measured besides the global test accuracy (:mod:`p2pfl.personalization`).
+
+    ``local_test``: each node also gets a test split drawn with its own training
+    label distribution (``local_test_size`` examples) and reports the shared model's
+    ``local_accuracy`` on it. ``personalize_steps = K > 0``: after the run, each node
+    fine-tunes its final model for ``K`` local SGD steps on its own shard and
+    reports ``personalized_accuracy`` on its local test split (needs ``local_test``).
+    """
+
+    local_test: bool = False
+    local_test_size: int = 100
+    personalize_steps: int = 0
+
+    def __post_init__(self) -> None:
+        _positive("evaluation.local_test_size", self.local_test_size)
+        if self.personalize_steps < 0:
+            raise ConfigError(
+                f"evaluation.personalize_steps: must be >= 0, got {self.personalize_steps}"
+            )
+        if self.personalize_steps and not self.local_test:
+            raise ConfigError(
+                "evaluation.personalize_steps: personalized models are evaluated on each "
+                "node's local test split; set evaluation.local_test = true"
+            )
+
+
+@dataclass(frozen=True)
 class TopologyConfig:
     """The communication graph: a builder (``kind``, ``n``, ``params``) or a topology ``file``."""
 
@@ -223,6 +251,7 @@ class Scenario:
     byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     # Directory that relative paths in the scenario are resolved against.
     base_dir: str = field(default=".", compare=False)
 

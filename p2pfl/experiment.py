@@ -27,6 +27,7 @@ from p2pfl.errors import ConfigError
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
 from p2pfl.models import build_model
 from p2pfl.params import flatten, frozen_names
+from p2pfl.personalization import LocalTests, draw_local_tests
 from p2pfl.seeding import derive_seed, generator_for
 from p2pfl.topology import PLACEMENTS, TOPOLOGIES, Topology, load_topology, mixing_matrix
 
@@ -49,6 +50,7 @@ class Experiment:
     attack: Attack | None
     f_per_node: torch.Tensor
     training: TrainingSpec
+    local_tests: LocalTests | None = None
 
     @property
     def n(self) -> int:
@@ -212,6 +214,19 @@ def build_experiment(scenario: Scenario) -> Experiment:
         init_path=str(init) if init else None,
         frozen=scenario.model.freeze,
     )
+    evaluation = scenario.evaluation
+    local_tests = (
+        draw_local_tests(
+            [train.y.numpy()[np.asarray(p, dtype=np.int64)] for p in parts],
+            train.num_classes,
+            test.x,
+            test.y,
+            evaluation.local_test_size,
+            derive_seed(seed, 0x10CA1),
+        )
+        if evaluation.local_test
+        else None
+    )
     aggregator = make_aggregator(
         scenario.aggregator.name, scenario.aggregator.params, pre=tuple(scenario.aggregator.pre)
     )
@@ -237,6 +252,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
             momentum=scenario.training.momentum,
             weight_decay=scenario.training.weight_decay,
         ),
+        local_tests=local_tests,
     )
     check_rule_fits(topology.graph, aggregator, f, sorted(exp.follows_protocol), exp.silent)
     return exp

@@ -92,6 +92,7 @@ class FunctionalModel:
         self._grad_loss = vmap(grad_and_value(self._loss_of_state), in_dims=(0, 0, 0))
         self._relu_mlp = ReluMLP.match(model, self.shared) if not self.frozen else None
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
+        self._per_node_forward = vmap(self.forward, in_dims=(0, 0))
 
     def initial(self) -> torch.Tensor:
         """The module's current shared state as a flat ``(d,)`` vector."""
@@ -145,6 +146,10 @@ class FunctionalModel:
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)``."""
         return self._batched_forward(params, x)
+
+    def per_node_logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(N, T, C)`` logits of every node on its own input batch ``(N, T, ...)``."""
+        return self._per_node_forward(params, x)
 
 
 def local_steps(

@@ -34,6 +34,7 @@ from p2pfl.config import NetworkConfig
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
+from p2pfl.personalization import LocalTests
 
 Role = Literal["honest", "data", "vector", "silent"]
 
@@ -69,6 +70,8 @@ class NodeSetup:
     rounds: int
     eval_every: int
     network: NetworkConfig
+    local_test: LocalTests | None = None  # this node's row (evaluation.local_test)
+    personalize_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.node_id in self.neighbours:
@@ -165,6 +168,12 @@ class NodeSetup:
             rounds=scenario.run.rounds,
             eval_every=scenario.run.eval_every,
             network=scenario.network,
+            local_test=(
+                exp.local_tests.select(torch.tensor([node_id]))
+                if exp.local_tests is not None
+                else None
+            ),
+            personalize_steps=scenario.evaluation.personalize_steps,
         )
 
 

@@ -35,6 +35,7 @@ from p2pfl.aggregators import Neighbourhood
 from p2pfl.config import Scenario
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import local_steps
+from p2pfl.personalization import local_score, personalize
 from p2pfl.report.outputs import spread
 from p2pfl.rounds import (
     AttackGeometry,
@@ -60,15 +61,25 @@ class RoundMetrics:
     distance_to_mean: torch.Tensor
     consensus_distance: float
     honest: torch.Tensor = field(repr=False)  # (N,) bool
+    local_accuracy: torch.Tensor | None = None  # evaluation.local_test
+    personalized_accuracy: torch.Tensor | None = None  # final round, personalize_steps > 0
 
     @property
     def honest_accuracy(self) -> torch.Tensor:
         return self.accuracy[self.honest]
 
     def summary(self) -> dict[str, float]:
+        extra: dict[str, float] = {}
+        for prefix, acc in (
+            ("local_accuracy", self.local_accuracy),
+            ("personalized_accuracy", self.personalized_accuracy),
+        ):
+            if acc is not None:
+                extra |= spread(acc[self.honest].tolist(), prefix)
         return {
             "round": self.round,
             **spread(self.honest_accuracy.tolist(), "honest_accuracy"),
+            **extra,
             "honest_train_loss": float(self.train_loss[self.honest].nanmean()),
             "honest_test_loss": float(self.test_loss[self.honest].nanmean()),
             "consensus_distance": self.consensus_distance,
@@ -283,6 +294,23 @@ class Simulation:
         alive = self._honest_mask.clone()
         alive[list(self._muted)] = False
         dist[~alive & self._honest_mask] = float("nan")
+        local = personalized = None
+        if exp.local_tests is not None:
+            classes = exp.train.num_classes
+            local = local_score(exp.fmodel, self.params, exp.local_tests, classes)
+            steps = exp.scenario.evaluation.personalize_steps
+            if steps and self.round == exp.scenario.run.rounds:
+                tuned = personalize(
+                    exp.fmodel,
+                    self.params,
+                    exp.local,
+                    self._nodes,
+                    exp.training,
+                    steps,
+                    exp.seed,
+                    self.round,
+                )
+                personalized = local_score(exp.fmodel, tuned, exp.local_tests, classes)
         return RoundMetrics(
             round=self.round,
             accuracy=acc,
@@ -291,6 +319,8 @@ class Simulation:
             distance_to_mean=dist,
             consensus_distance=float(dist[alive].mean()) if bool(alive.any()) else float("nan"),
             honest=self._honest_mask,
+            local_accuracy=local,
+            personalized_accuracy=personalized,
         )
 
     def result(self, wall_seconds: float, interrupted: bool = False) -> SimResult:

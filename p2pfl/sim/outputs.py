@@ -27,7 +27,7 @@ from p2pfl.sim.engine import RoundMetrics, SimResult
 def round_records(exp: Experiment, m: RoundMetrics) -> list[dict[str, Any]]:
     """The ``metrics.jsonl`` records of one evaluation: one per node."""
     byz = exp.byzantine
-    return [
+    records = [
         {
             "round": m.round,
             "node": node,
@@ -39,6 +39,14 @@ def round_records(exp: Experiment, m: RoundMetrics) -> list[dict[str, Any]]:
         }
         for node in range(m.accuracy.numel())
     ]
+    for key, values in (
+        ("local_accuracy", m.local_accuracy),
+        ("personalized_accuracy", m.personalized_accuracy),
+    ):
+        if values is not None:
+            for rec, v in zip(records, values.tolist(), strict=True):
+                rec[key] = v
+    return records
 
 
 def sim_records(result: SimResult) -> list[dict[str, Any]]:
