@@ -48,17 +48,25 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The dataset, its held-out test split and how it is partitioned across nodes."""
+    """The dataset, its held-out test split and how it is partitioned across nodes.
+
+    ``classes``, when not empty, keeps only the examples of these labels (train and
+    test); labels and the number of classes stay as they are, so a model pre-trained
+    on other classes of the same source fits (``sims/experiments/transfer``).
+    """
 
     source: str = "digits"
     params: dict[str, Any] = field(default_factory=dict)
     test_fraction: float = 0.2
     partition: str = "iid"
     partition_params: dict[str, Any] = field(default_factory=dict)
+    classes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"data.test_fraction: must be in (0, 1), got {self.test_fraction}")
+        if len(set(self.classes)) != len(self.classes) or any(c < 0 for c in self.classes):
+            raise ConfigError(f"data.classes: must be distinct labels >= 0, got {self.classes}")
 
 
 @dataclass(frozen=True)
@@ -107,18 +115,25 @@ class EvaluationConfig:
     label distribution (``local_test_size`` examples) and reports the shared model's
     ``local_accuracy`` on it. ``personalize_steps = K > 0``: after the run, each node
     fine-tunes its final model for ``K`` local SGD steps on its own shard and
-    reports ``personalized_accuracy`` on its local test split (needs ``local_test``).
+    reports ``personalized_accuracy`` on its local test split (needs ``local_test``),
+    at learning rate ``personalize_lr`` (``0``: ``training.lr``; fine-tuning a model
+    that already fits usually wants a smaller step).
     """
 
     local_test: bool = False
     local_test_size: int = 100
     personalize_steps: int = 0
+    personalize_lr: float = 0.0
 
     def __post_init__(self) -> None:
         _positive("evaluation.local_test_size", self.local_test_size)
         if self.personalize_steps < 0:
             raise ConfigError(
                 f"evaluation.personalize_steps: must be >= 0, got {self.personalize_steps}"
+            )
+        if not (math.isfinite(self.personalize_lr) and self.personalize_lr >= 0):
+            raise ConfigError(
+                f"evaluation.personalize_lr: must be >= 0 (0: training.lr), got {self.personalize_lr}"
             )
         if self.personalize_steps and not self.local_test:
             raise ConfigError(

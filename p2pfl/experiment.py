@@ -11,6 +11,7 @@ parameters for the same scenario and seed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -102,6 +103,17 @@ class Experiment:
         return frozenset(self.honest)
 
 
+def keep_classes(data: Dataset, classes: list[int]) -> Dataset:
+    """The examples of ``data`` whose label is in ``classes`` (``data.classes``)."""
+    bad = [c for c in classes if c >= data.num_classes]
+    if bad:
+        raise ConfigError(
+            f"data.classes: {bad} are not labels of {data.name} (0..{data.num_classes - 1})"
+        )
+    keep = torch.isin(data.y, torch.tensor(classes, dtype=torch.int64))
+    return dataclasses.replace(data, x=data.x[keep], y=data.y[keep])
+
+
 def build_topology(scenario: Scenario) -> Topology:
     cfg = scenario.topology
     if cfg.file:
@@ -180,6 +192,10 @@ def build_experiment(scenario: Scenario) -> Experiment:
     if isinstance(data_params.get("path"), str):  # relative to the scenario file
         data_params["path"] = str(scenario.resolve_path(data_params["path"]))
     full, predefined_test = load_dataset(scenario.data.source, data_params)
+    if scenario.data.classes:
+        full = keep_classes(full, scenario.data.classes)
+        if predefined_test is not None:
+            predefined_test = keep_classes(predefined_test, scenario.data.classes)
     if predefined_test is None:
         train, test = split_train_test(full, scenario.data.test_fraction, derive_seed(seed, 0xDA7A))
     else:

@@ -849,6 +849,7 @@ class Node:
                     s.personalize_steps,
                     s.seed,
                     r,
+                    s.personalize_lr,
                 )
                 out["personalized_accuracy"] = float(
                     local_score(s.fmodel, tuned, s.local_test, s.num_classes)[0]

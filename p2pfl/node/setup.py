@@ -72,6 +72,7 @@ class NodeSetup:
     network: NetworkConfig
     local_test: LocalTests | None = None  # this node's row (evaluation.local_test)
     personalize_steps: int = 0
+    personalize_lr: float = 0.0
 
     def __post_init__(self) -> None:
         if self.node_id in self.neighbours:
@@ -174,6 +175,7 @@ class NodeSetup:
                 else None
             ),
             personalize_steps=scenario.evaluation.personalize_steps,
+            personalize_lr=scenario.evaluation.personalize_lr,
         )
 
 

@@ -298,17 +298,18 @@ class Simulation:
         if exp.local_tests is not None:
             classes = exp.train.num_classes
             local = local_score(exp.fmodel, self.params, exp.local_tests, classes)
-            steps = exp.scenario.evaluation.personalize_steps
-            if steps and self.round == exp.scenario.run.rounds:
+            cfg = exp.scenario.evaluation
+            if cfg.personalize_steps and self.round == exp.scenario.run.rounds:
                 tuned = personalize(
                     exp.fmodel,
                     self.params,
                     exp.local,
                     self._nodes,
                     exp.training,
-                    steps,
+                    cfg.personalize_steps,
                     exp.seed,
                     self.round,
+                    cfg.personalize_lr,
                 )
                 personalized = local_score(exp.fmodel, tuned, exp.local_tests, classes)
         return RoundMetrics(

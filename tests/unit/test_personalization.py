@@ -23,6 +23,8 @@ def test_personalizing_needs_a_local_test_split_and_a_count() -> None:
         load_scenario(None, ["evaluation.personalize_steps=5"])
     with pytest.raises(ConfigError, match=r"evaluation\.personalize_steps: must be >= 0"):
         load_scenario(None, ["evaluation.local_test=true", "evaluation.personalize_steps=-1"])
+    with pytest.raises(ConfigError, match=r"evaluation\.personalize_lr: must be >= 0"):
+        load_scenario(None, ["evaluation.local_test=true", "evaluation.personalize_lr=-0.1"])
     with pytest.raises(ConfigError, match=r"evaluation\.local_tst: unknown key"):
         load_scenario(None, ["evaluation.local_tst=true"])
 
@@ -35,14 +37,23 @@ def test_local_tests_follow_each_nodes_training_labels() -> None:
     tests = draw_local_tests(train, 10, test_x, test_y, size=30, seed=7)
 
     assert tests.sizes.tolist() == [20, 30, 30]  # node 0 has only class 3's 20 examples
-    assert set(tests.y[0][tests.mask[0]].tolist()) == {3}
-    assert set(tests.y[1][tests.mask[1]].tolist()) <= {1, 2}
-    assert len(set(tests.y[2].tolist())) >= 6
-    for k in range(3):  # drawn without replacement, and x belongs to y
+    for k, own in enumerate(train):  # stratified: the split has the shard's label mix
+        got = torch.bincount(tests.y[k][tests.mask[k]], minlength=10).numpy()
+        want = np.bincount(own, minlength=10) / len(own) * int(tests.sizes[k])
+        assert np.abs(got - want).max() < 1.0
+    for k in range(3):  # x belongs to y
         rows = tests.x[k][tests.mask[k]].reshape(-1)
         assert torch.equal(rows, tests.y[k][tests.mask[k]].to(torch.float32))
     again = draw_local_tests(train, 10, test_x, test_y, size=30, seed=7)
     assert torch.equal(again.y, tests.y)
+
+
+def test_a_dominant_class_bounds_the_split_instead_of_skewing_it() -> None:
+    test_y = torch.tensor([7] * 36 + [9] * 40)
+    tests = draw_local_tests(
+        [np.array([7] * 53 + [9])], 10, test_y.reshape(-1, 1).float(), test_y, 100, 0
+    )
+    assert torch.bincount(tests.y[0][tests.mask[0]], minlength=10)[[7, 9]].tolist() == [35, 1]
 
 
 def test_local_score_is_each_nodes_accuracy_on_its_own_split() -> None:
@@ -95,6 +106,7 @@ async def test_nodes_report_the_simulators_local_and_personalized_accuracy() -> 
         "data.partition_params.alpha=0.3",
         "evaluation.local_test=true",
         "evaluation.personalize_steps=7",
+        "evaluation.personalize_lr=0.05",
     )
     sim = Simulation(exp).run()
 
