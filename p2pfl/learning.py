@@ -15,6 +15,8 @@ coordinates, ``m = mu * m + g``, ``x = x - lr * m`` (plain SGD when ``mu = 0``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -71,6 +73,21 @@ class FunctionalModel:
     frozen ones (:func:`~p2pfl.params.frozen_names`, ``model.freeze``), which stay
     constant (:attr:`frozen_state`) and are neither trained nor exchanged.
     :attr:`layout` is the full state's layout, :attr:`shared` the vector's.
+
+    Any module whose forward is a function of its state and its input trains here,
+    vectorized over nodes: ``torch.func.functional_call`` under ``vmap`` over the
+    stacked per-node state, ``grad`` w.r.t. the trainable parameters only.
+
+    Buffers (BatchNorm's running statistics) are part of the shared vector: nodes
+    exchange them and the rule aggregates them like parameters (FedAvg averages
+    them the same way). They are not differentiated: during local training the
+    module runs in train mode, normalizes with the batch's statistics and updates
+    each node's running statistics, which :meth:`step` returns and
+    :func:`local_steps` writes back, exactly as ``model.train()`` in a per-node
+    PyTorch loop does. Evaluation runs the module in eval mode (the running
+    statistics). A layer whose parameters are all frozen keeps its statistics
+    frozen too, and runs in eval mode during training as well. Random layers
+    (dropout) are not supported: ``vmap`` refuses their random draws.
     """
 
     def __init__(self, model: nn.Module) -> None:
@@ -86,13 +103,38 @@ class FunctionalModel:
         self.trainable = self.shared.trainable_mask.to(torch.float32)
         self.all_trainable = bool(self.shared.trainable_mask.all())
         self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.shared.slots]
+        self._params = [
+            (s.name, s.offset, s.numel, s.shape) for s in self.shared.slots if s.trainable
+        ]
+        self._buffers = [
+            (s.name, s.offset, s.numel, s.shape) for s in self.shared.slots if not s.trainable
+        ]
+        self._frozen_layers = [
+            m
+            for _, m in model.named_modules()
+            if list(m.buffers(recurse=False))
+            and list(m.parameters(recurse=False))
+            and all(not p.requires_grad for p in m.parameters(recurse=False))
+        ]
         # Gradients are taken w.r.t. each named tensor, not the flat vector: the
         # backward of slicing a flat vector would build a zero-filled (N, d) tensor
         # per slot; one concatenation at the end is cheaper.
-        self._grad_loss = vmap(grad_and_value(self._loss_of_state), in_dims=(0, 0, 0))
+        self._grad_loss = vmap(grad_and_value(self._loss_of_state, has_aux=True))
         self._relu_mlp = ReluMLP.match(model, self.shared) if not self.frozen else None
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
         self._per_node_forward = vmap(self.forward, in_dims=(0, 0))
+
+    @contextmanager
+    def _mode(self, training: bool) -> Iterator[None]:
+        """Train mode for local steps (frozen normalization layers excepted), else eval mode."""
+        was = self.module.training
+        self.module.train(training)
+        for m in self._frozen_layers:
+            m.eval()
+        try:
+            yield
+        finally:
+            self.module.train(was)
 
     def initial(self) -> torch.Tensor:
         """The module's current shared state as a flat ``(d,)`` vector."""
@@ -120,36 +162,76 @@ class FunctionalModel:
         return functional_call(self.module, self.state(flat), (x,))
 
     def _loss_of_state(
-        self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
-    ) -> torch.Tensor:
-        full = {**self.frozen_state, **state} if self.frozen else state
+        self,
+        state: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        full = {**self.frozen_state, **buffers, **state}
         logits = functional_call(self.module, full, (x,))
         # As (1, C, B): batched under vmap, the softmax then reduces over a non-inner
         # dimension, several times faster than over a last dimension of ~10 classes.
-        return F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))
+        loss = F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))
+        return loss, buffers  # and the buffers as the forward pass left them
 
     def grads(
         self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``.
+        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``
+        (zero on buffer coordinates; see :meth:`step` for the updated buffers)."""
+        g, loss, _ = self.step(params, x, y)
+        return g, loss
+
+    def step(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Gradients ``(N, d)``, losses ``(N,)`` and the buffers after the forward pass
+        ``(N, d_buffers)`` in slot order (None for a model without shared buffers).
 
         ReLU MLPs take the closed-form path of :mod:`p2pfl.relu_mlp`; every other
-        model ``vmap(grad(...))``.
+        model ``vmap(grad(...))`` of :func:`torch.func.functional_call`.
         """
         if self._relu_mlp is not None and self._relu_mlp.accepts(x):
-            return self._relu_mlp.loss_and_grads(params, x, y)
+            g, loss = self._relu_mlp.loss_and_grads(params, x, y)
+            return g, loss, None
         n = params.shape[0]
-        state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
-        g, loss = self._grad_loss(state, x, y)
-        return torch.cat([g[name].reshape(n, -1) for name, *_ in self._slots], dim=1), loss
+        state = {
+            name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._params
+        }
+        buffers = {
+            name: params[:, o : o + k].reshape(n, *shape).clone()
+            for name, o, k, shape in self._buffers
+        }
+        with self._mode(True):
+            g, (loss, after) = self._grad_loss(state, buffers, x, y)
+        if not self._buffers:
+            return (
+                torch.cat([g[name].reshape(n, -1) for name, *_ in self._params], dim=1),
+                loss,
+                None,
+            )
+        out = params.new_zeros(params.shape)
+        for name, o, k, _ in self._params:
+            out[:, o : o + k] = g[name].reshape(n, -1)
+        new = torch.cat([after[name].reshape(n, -1) for name, *_ in self._buffers], dim=1)
+        return out, loss, new
+
+    @property
+    def buffer_columns(self) -> torch.Tensor:
+        """Indices of the shared vector's buffer coordinates, in slot order."""
+        cols = [torch.arange(o, o + k) for _, o, k, _ in self._buffers]
+        return torch.cat(cols) if cols else torch.zeros(0, dtype=torch.int64)
 
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)``."""
-        return self._batched_forward(params, x)
+        """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)`` (eval mode)."""
+        with self._mode(False):
+            return self._batched_forward(params, x)
 
     def per_node_logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``(N, T, C)`` logits of every node on its own input batch ``(N, T, ...)``."""
-        return self._per_node_forward(params, x)
+        """``(N, T, C)`` logits of every node on its own input batch ``(N, T, ...)`` (eval mode)."""
+        with self._mode(False):
+            return self._per_node_forward(params, x)
 
 
 def local_steps(
@@ -175,9 +257,12 @@ def local_steps(
     total_loss = torch.zeros(x.shape[0])
     idx = round_batch_indices(seed, nodes, round_, spec.local_steps, spec.batch_size, data.sizes)
     idx += data.offsets.reshape(-1, 1, 1)
+    buffer_cols = fmodel.buffer_columns
     with torch.no_grad():
         for step in range(spec.local_steps):
-            g, loss = fmodel.grads(x, data.x[idx[:, step]], data.y[idx[:, step]])
+            g, loss, buffers = fmodel.step(x, data.x[idx[:, step]], data.y[idx[:, step]])
+            if buffers is not None:  # running statistics, as the forward pass updated them
+                x[:, buffer_cols] = buffers
             # In place: g is a fresh tensor, and every round allocates less.
             if mask is not None:
                 g.mul_(mask)
