@@ -8,9 +8,12 @@ batched rule) against the plain way, in the same run: a Python loop over nodes, 
 loading its vector into the ``nn.Module`` and training it with ``torch.optim.SGD`` on
 the same minibatches, then a loop taking each node's coordinate-wise median. Both are
 timed in CPU seconds of this process (``time.process_time``), which a machine busy with
-other jobs disturbs far less than wall time; wall time is printed too.
+other jobs disturbs far less than wall time; wall time is printed too. Torch runs
+single-threaded unless ``--threads`` says otherwise: on a shared machine OpenMP's
+spinning worker threads cost the loop's many small kernels far more CPU time than
+they save (as ``tests/conftest.py`` notes), which would flatter the ratio.
 
-    python benchmarks/bench_cnn.py [--quick] [--nodes 64]
+    python benchmarks/bench_cnn.py [--quick] [--nodes 16 64] [--threads 1]
 """
 
 from __future__ import annotations
@@ -96,7 +99,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
     parser.add_argument("--nodes", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     repeats = 1 if args.quick else 3
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; best of {repeats}")
     print(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
+from torch.func import functional_call, vmap
 
 from p2pfl.params import ParamLayout, flatten, frozen_names
 from p2pfl.relu_mlp import ReluMLP
@@ -76,7 +76,8 @@ class FunctionalModel:
 
     Any module whose forward is a function of its state and its input trains here,
     vectorized over nodes: ``torch.func.functional_call`` under ``vmap`` over the
-    stacked per-node state, ``grad`` w.r.t. the trainable parameters only.
+    stacked per-node state; one backward pass of the summed per-node losses gives
+    each node its gradient w.r.t. its trainable parameters.
 
     Buffers (BatchNorm's running statistics) are part of the shared vector: nodes
     exchange them and the rule aggregates them like parameters (FedAvg averages
@@ -119,7 +120,7 @@ class FunctionalModel:
         # Gradients are taken w.r.t. each named tensor, not the flat vector: the
         # backward of slicing a flat vector would build a zero-filled (N, d) tensor
         # per slot; one concatenation at the end is cheaper.
-        self._grad_loss = vmap(grad_and_value(self._loss_of_state, has_aux=True))
+        self._losses = vmap(self._loss_of_state)
         self._relu_mlp = ReluMLP.match(model, self.shared) if not self.frozen else None
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
         self._per_node_forward = vmap(self.forward, in_dims=(0, 0))
@@ -190,7 +191,7 @@ class FunctionalModel:
         ``(N, d_buffers)`` in slot order (None for a model without shared buffers).
 
         ReLU MLPs take the closed-form path of :mod:`p2pfl.relu_mlp`; every other
-        model ``vmap(grad(...))`` of :func:`torch.func.functional_call`.
+        model ``vmap`` of :func:`torch.func.functional_call`, then one backward pass.
         """
         if self._relu_mlp is not None and self._relu_mlp.accepts(x):
             g, loss = self._relu_mlp.loss_and_grads(params, x, y)
@@ -203,17 +204,21 @@ class FunctionalModel:
             name: params[:, o : o + k].reshape(n, *shape).clone()
             for name, o, k, shape in self._buffers
         }
-        with self._mode(True):
-            g, (loss, after) = self._grad_loss(state, buffers, x, y)
+        # vmap only the forward pass; one backward of the summed per-node losses then
+        # gives every node its own gradient (the losses are independent) and runs the
+        # batched ops' backward directly, cheaper than vmap(grad(...)).
+        with self._mode(True), torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_() for k, v in state.items()}
+            losses, after = self._losses(leaves, buffers, x, y)
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+        by_name = dict(zip(leaves, grads, strict=True))
+        loss = losses.detach()
         if not self._buffers:
-            return (
-                torch.cat([g[name].reshape(n, -1) for name, *_ in self._params], dim=1),
-                loss,
-                None,
-            )
+            flat = [by_name[name].reshape(n, -1) for name, *_ in self._params]
+            return torch.cat(flat, dim=1), loss, None
         out = params.new_zeros(params.shape)
         for name, o, k, _ in self._params:
-            out[:, o : o + k] = g[name].reshape(n, -1)
+            out[:, o : o + k] = by_name[name].reshape(n, -1)
         new = torch.cat([after[name].reshape(n, -1) for name, *_ in self._buffers], dim=1)
         return out, loss, new
 
