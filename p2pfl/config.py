@@ -29,6 +29,27 @@ from p2pfl._compat import tomllib
 from p2pfl.errors import ConfigError
 from p2pfl.typecheck import coerce
 
+#: Field metadata of keys added after experiments were published: a scenario that leaves
+#: them at their defaults keeps its identity (:meth:`Scenario.identity`), so committed
+#: sweep tables still name its cells.
+LATER = {"later": True}
+
+
+def _identity(obj: Any) -> dict[str, Any]:
+    """The fields of config dataclass ``obj`` as plain data, :data:`LATER` defaults left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if f.name == "base_dir":
+            continue
+        value = getattr(obj, f.name)
+        if f.metadata.get("later"):
+            factory = f.default_factory
+            default = factory() if factory is not dataclasses.MISSING else f.default
+            if value == default:
+                continue
+        out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else value
+    return out
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -60,7 +81,7 @@ class DataConfig:
     test_fraction: float = 0.2
     partition: str = "iid"
     partition_params: dict[str, Any] = field(default_factory=dict)
-    classes: list[int] = field(default_factory=list)
+    classes: list[int] = field(default_factory=list, metadata=LATER)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
@@ -83,7 +104,7 @@ class ModelConfig:
     name: str = "mlp"
     params: dict[str, Any] = field(default_factory=lambda: {"hidden": [64]})
     init: str = ""
-    freeze: list[str] = field(default_factory=list)
+    freeze: list[str] = field(default_factory=list, metadata=LATER)
 
 
 @dataclass(frozen=True)
@@ -266,7 +287,7 @@ class Scenario:
     byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig, metadata=LATER)
     # Directory that relative paths in the scenario are resolved against.
     base_dir: str = field(default=".", compare=False)
 
@@ -275,6 +296,11 @@ class Scenario:
         out = dataclasses.asdict(self)
         out.pop("base_dir")
         return out
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :data:`LATER` keys left at their defaults: what names
+        an experiment (sweep cell ids), unchanged for scenarios that do not use them."""
+        return _identity(self)
 
     def resolve_path(self, path: str) -> Path:
         p = Path(path).expanduser()

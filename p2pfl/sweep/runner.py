@@ -70,7 +70,7 @@ class SweepRun:
 
 def cell_id(scenario: Scenario) -> str:
     """A stable 16-hex-digit hash of the fully resolved scenario (seed included)."""
-    text = json.dumps(scenario.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(scenario.identity(), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ from p2pfl.node import Node, NodeSetup
 from p2pfl.params import frozen_names
 from p2pfl.sim import Simulation
 from p2pfl.sim.outputs import sim_summary
+from p2pfl.sweep import cell_id
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -129,3 +130,16 @@ async def test_nodes_with_other_frozen_weights_refuse_each_other_by_name() -> No
         assert isinstance(outcome, ProtocolError)
         assert "announced a different model" in str(outcome)
         assert node.counters.rejections.by_reason().get("wrong_model", 0) >= 1
+
+
+def test_new_keys_at_their_defaults_keep_a_scenarios_sweep_identity() -> None:
+    plain = load_scenario(None, [])
+    same = load_scenario(None, ["model.freeze=[]", "evaluation.local_test=false"])
+    frozen = load_scenario(None, ["model.freeze=['1.*']"])
+    local = load_scenario(None, ["evaluation.local_test=true"])
+    assert cell_id(same) == cell_id(plain)
+    assert len({cell_id(plain), cell_id(frozen), cell_id(local)}) == 3
+    assert "evaluation" not in plain.identity() and "evaluation" in plain.to_dict()
+    assert plain.identity()["model"] == {
+        k: v for k, v in plain.to_dict()["model"].items() if k != "freeze"
+    }
