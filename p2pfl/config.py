@@ -29,6 +29,27 @@ from p2pfl._compat import tomllib
 from p2pfl.errors import ConfigError
 from p2pfl.typecheck import coerce
 
+#: Field metadata of keys added after experiments were published: a scenario that leaves
+#: them at their defaults keeps its identity (:meth:`Scenario.identity`), so committed
+#: sweep tables still name its cells.
+LATER = {"later": True}
+
+
+def _identity(obj: Any) -> dict[str, Any]:
+    """The fields of config dataclass ``obj`` as plain data, :data:`LATER` defaults left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        if f.name == "base_dir":
+            continue
+        value = getattr(obj, f.name)
+        if f.metadata.get("later"):
+            factory = f.default_factory
+            default = factory() if factory is not dataclasses.MISSING else f.default
+            if value == default:
+                continue
+        out[f.name] = _identity(value) if dataclasses.is_dataclass(value) else value
+    return out
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -41,7 +62,7 @@ class RunConfig:
     seed: int = 0
     rounds: int = 50
     eval_every: int = 2
-    device: str = "cpu"
+    device: str = field(default="cpu", metadata=LATER)
 
     def __post_init__(self) -> None:
         from p2pfl.device import check_device_name
@@ -55,26 +76,42 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The dataset, its held-out test split and how it is partitioned across nodes."""
+    """The dataset, its held-out test split and how it is partitioned across nodes.
+
+    ``classes``, when not empty, keeps only the examples of these labels (train and
+    test); labels and the number of classes stay as they are, so a model pre-trained
+    on other classes of the same source fits (``sims/experiments/transfer``).
+    """
 
     source: str = "digits"
     params: dict[str, Any] = field(default_factory=dict)
     test_fraction: float = 0.2
     partition: str = "iid"
     partition_params: dict[str, Any] = field(default_factory=dict)
+    classes: list[int] = field(default_factory=list, metadata=LATER)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.test_fraction < 1.0:
             raise ConfigError(f"data.test_fraction: must be in (0, 1), got {self.test_fraction}")
+        if len(set(self.classes)) != len(self.classes) or any(c < 0 for c in self.classes):
+            raise ConfigError(f"data.classes: must be distinct labels >= 0, got {self.classes}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The model: a registered name or ``package.module:factory``, its parameters, initial weights."""
+    """The model: a registered name or ``package.module:factory``, its parameters, initial
+    weights (``init``, a saved ``state_dict``) and the parameters to keep frozen.
+
+    ``freeze`` holds glob patterns (``fnmatch``) on parameter names (``"0.*"``,
+    ``"features.*"``): matched parameters, and the buffers of layers whose
+    parameters are all frozen, are neither trained nor exchanged. A pattern that
+    matches no parameter is a ConfigError naming it.
+    """
 
     name: str = "mlp"
     params: dict[str, Any] = field(default_factory=lambda: {"hidden": [64]})
     init: str = ""
+    freeze: list[str] = field(default_factory=list, metadata=LATER)
 
 
 @dataclass(frozen=True)
@@ -96,6 +133,41 @@ class TrainingConfig:
             raise ConfigError(f"training.momentum: must be in [0, 1), got {self.momentum}")
         if self.weight_decay < 0:
             raise ConfigError(f"training.weight_decay: must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What is measured besides the global test accuracy (:mod:`p2pfl.personalization`).
+
+    ``local_test``: each node also gets a test split drawn with its own training
+    label distribution (``local_test_size`` examples) and reports the shared model's
+    ``local_accuracy`` on it. ``personalize_steps = K > 0``: after the run, each node
+    fine-tunes its final model for ``K`` local SGD steps on its own shard and
+    reports ``personalized_accuracy`` on its local test split (needs ``local_test``),
+    at learning rate ``personalize_lr`` (``0``: ``training.lr``; fine-tuning a model
+    that already fits usually wants a smaller step).
+    """
+
+    local_test: bool = False
+    local_test_size: int = 100
+    personalize_steps: int = 0
+    personalize_lr: float = 0.0
+
+    def __post_init__(self) -> None:
+        _positive("evaluation.local_test_size", self.local_test_size)
+        if self.personalize_steps < 0:
+            raise ConfigError(
+                f"evaluation.personalize_steps: must be >= 0, got {self.personalize_steps}"
+            )
+        if not (math.isfinite(self.personalize_lr) and self.personalize_lr >= 0):
+            raise ConfigError(
+                f"evaluation.personalize_lr: must be >= 0 (0: training.lr), got {self.personalize_lr}"
+            )
+        if self.personalize_steps and not self.local_test:
+            raise ConfigError(
+                "evaluation.personalize_steps: personalized models are evaluated on each "
+                "node's local test split; set evaluation.local_test = true"
+            )
 
 
 @dataclass(frozen=True)
@@ -294,27 +366,24 @@ class Scenario:
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     byzantine: ByzantineConfig = field(default_factory=ByzantineConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
-    compression: CompressionConfig = field(default_factory=CompressionConfig)
+    compression: CompressionConfig = field(default_factory=CompressionConfig, metadata=LATER)
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig, metadata=LATER)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig, metadata=LATER)
     # Directory that relative paths in the scenario are resolved against.
     base_dir: str = field(default=".", compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        """The fully resolved scenario as plain data (the inverse of :func:`scenario_from_dict`).
-
-        A ``privacy`` section at its default (no mechanism) and ``run.device`` at its
-        default ``"cpu"`` (it says where a run computes, not what) are left out, so that
-        the run ids and sweep cell ids (hashes of this dict) of scenarios made before
-        these keys existed stay the same.
-        """
+        """The fully resolved scenario as plain data (the inverse of :func:`scenario_from_dict`)."""
         out = dataclasses.asdict(self)
         out.pop("base_dir")
-        if self.privacy == PrivacyConfig():
-            out.pop("privacy")
-        if out["run"]["device"] == "cpu":
-            del out["run"]["device"]
         return out
+
+    def identity(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the :data:`LATER` keys left at their defaults: what names
+        an experiment (sweep cell ids, run ids), unchanged for scenarios that do not use
+        them (``run.device`` among them: it says where a run computes, not what)."""
+        return _identity(self)
 
     def resolve_path(self, path: str) -> Path:
         p = Path(path).expanduser()

@@ -11,6 +11,7 @@ parameters for the same scenario and seed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -27,7 +28,8 @@ from p2pfl.data import PARTITIONERS, Dataset, load_dataset, split_train_test
 from p2pfl.errors import ConfigError
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
 from p2pfl.models import build_model
-from p2pfl.params import flatten
+from p2pfl.params import flatten, frozen_names
+from p2pfl.personalization import LocalTests, draw_local_tests
 from p2pfl.privacy.accounting import resolve as resolve_privacy
 from p2pfl.seeding import derive_seed, generator_for
 from p2pfl.topology import PLACEMENTS, TOPOLOGIES, Topology, load_topology
@@ -53,6 +55,7 @@ class Experiment:
     f_per_node: torch.Tensor
     training: TrainingSpec
     compression: CompressionSpec
+    local_tests: LocalTests | None = None
 
     @property
     def n(self) -> int:
@@ -65,6 +68,16 @@ class Experiment:
     @cached_property
     def fmodel(self) -> FunctionalModel:
         return FunctionalModel(self.model)
+
+    @property
+    def parameters(self) -> int:
+        """Values in the model's whole state (``summary.json``: ``"parameters"``)."""
+        return self.fmodel.layout.size
+
+    @property
+    def shared_parameters(self) -> int:
+        """Values each node trains and exchanges: the state less frozen entries."""
+        return int(self.initial.numel())
 
     @cached_property
     def honest(self) -> list[int]:
@@ -92,6 +105,17 @@ class Experiment:
         if self.attack is not None and self.attack.kind == "data":
             return frozenset(range(self.n))
         return frozenset(self.honest)
+
+
+def keep_classes(data: Dataset, classes: list[int]) -> Dataset:
+    """The examples of ``data`` whose label is in ``classes`` (``data.classes``)."""
+    bad = [c for c in classes if c >= data.num_classes]
+    if bad:
+        raise ConfigError(
+            f"data.classes: {bad} are not labels of {data.name} (0..{data.num_classes - 1})"
+        )
+    keep = torch.isin(data.y, torch.tensor(classes, dtype=torch.int64))
+    return dataclasses.replace(data, x=data.x[keep], y=data.y[keep])
 
 
 def build_topology(scenario: Scenario) -> Topology:
@@ -172,6 +196,10 @@ def build_experiment(scenario: Scenario) -> Experiment:
     if isinstance(data_params.get("path"), str):  # relative to the scenario file
         data_params["path"] = str(scenario.resolve_path(data_params["path"]))
     full, predefined_test = load_dataset(scenario.data.source, data_params)
+    if scenario.data.classes:
+        full = keep_classes(full, scenario.data.classes)
+        if predefined_test is not None:
+            predefined_test = keep_classes(predefined_test, scenario.data.classes)
     if predefined_test is None:
         train, test = split_train_test(full, scenario.data.test_fraction, derive_seed(seed, 0xDA7A))
     else:
@@ -204,6 +232,29 @@ def build_experiment(scenario: Scenario) -> Experiment:
         train.num_classes,
         seed=derive_seed(seed, 0x30DE1),
         init_path=str(init) if init else None,
+        frozen=scenario.model.freeze,
+    )
+    if scenario.privacy.mechanism == "dp_sgd":
+        running = sorted(n for n, _ in model.named_buffers() if n not in frozen_names(model))
+        if running:
+            raise ConfigError(
+                f"privacy.mechanism = 'dp_sgd' needs per-sample gradients, and model "
+                f"{scenario.model.name!r} has running statistics ({', '.join(running[:3])}): "
+                "BatchNorm mixes the samples of a batch; use LayerNorm or GroupNorm, or "
+                "freeze those layers (model.freeze)"
+            )
+    evaluation = scenario.evaluation
+    local_tests = (
+        draw_local_tests(
+            [train.y.numpy()[np.asarray(p, dtype=np.int64)] for p in parts],
+            train.num_classes,
+            test.x,
+            test.y,
+            evaluation.local_test_size,
+            derive_seed(seed, 0x10CA1),
+        )
+        if evaluation.local_test
+        else None
     )
     aggregator = make_aggregator(
         scenario.aggregator.name, scenario.aggregator.params, pre=tuple(scenario.aggregator.pre)
@@ -221,7 +272,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
         parts=parts,
         local=local,
         model=model,
-        initial=flatten(model),
+        initial=flatten(model, exclude=frozen_names(model)),
         topology=topology,
         mixing=mixing_weights(topology.graph, scenario.topology.mixing),
         byzantine=byzantine,
@@ -242,6 +293,7 @@ def build_experiment(scenario: Scenario) -> Experiment:
             ),
         ),
         compression=compression,
+        local_tests=local_tests,
     )
     check_rule_fits(topology.graph, aggregator, f, sorted(exp.follows_protocol), exp.silent)
     return exp

@@ -21,7 +21,9 @@ follow as above (post-processing of the private gradient).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
-from p2pfl.params import ParamLayout
+from p2pfl.params import ParamLayout, flatten, frozen_names
 from p2pfl.privacy.mechanism import DPSpec, NoiseStreams, poisson_batches, sample_rates
 from p2pfl.relu_mlp import ReluMLP
 from p2pfl.seeding import round_batch_indices
@@ -78,57 +80,175 @@ class TrainingSpec:
 
 
 class FunctionalModel:
-    """A model's forward pass and loss as functions of a flat parameter vector."""
+    """A model's forward pass and loss as functions of a flat parameter vector.
+
+    The vector holds the model's *shared* state: every ``state_dict`` entry but the
+    frozen ones (:func:`~p2pfl.params.frozen_names`, ``model.freeze``), which stay
+    constant (:attr:`frozen_state`) and are neither trained nor exchanged.
+    :attr:`layout` is the full state's layout, :attr:`shared` the vector's.
+
+    Any module whose forward is a function of its state and its input trains here,
+    vectorized over nodes: ``torch.func.functional_call`` under ``vmap`` over the
+    stacked per-node state; one backward pass of the summed per-node losses gives
+    each node its gradient w.r.t. its trainable parameters.
+
+    Buffers (BatchNorm's running statistics) are part of the shared vector: nodes
+    exchange them and the rule aggregates them like parameters (FedAvg averages
+    them the same way). They are not differentiated: during local training the
+    module runs in train mode, normalizes with the batch's statistics and updates
+    each node's running statistics, which :meth:`step` returns and
+    :func:`local_steps` writes back, exactly as ``model.train()`` in a per-node
+    PyTorch loop does. Evaluation runs the module in eval mode (the running
+    statistics). A layer whose parameters are all frozen keeps its statistics
+    frozen too, and runs in eval mode during training as well. Random layers
+    (dropout) are not supported: ``vmap`` refuses their random draws.
+    """
 
     def __init__(self, model: nn.Module) -> None:
         self.module = model
+        self.frozen = frozen_names(model)
         self.layout = ParamLayout.of(model)
-        self.trainable = self.layout.trainable_mask.to(torch.float32)
-        self.all_trainable = bool(self.layout.trainable_mask.all())
-        self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.layout.slots]
+        self.shared = ParamLayout.of(model, exclude=self.frozen)
+        self.frozen_state = {
+            name: t.detach().clone()
+            for name, t in model.state_dict().items()
+            if name in self.frozen
+        }
+        self.trainable = self.shared.trainable_mask.to(torch.float32)
+        self.all_trainable = bool(self.shared.trainable_mask.all())
+        self._slots = [(s.name, s.offset, s.numel, s.shape) for s in self.shared.slots]
+        self._params = [
+            (s.name, s.offset, s.numel, s.shape) for s in self.shared.slots if s.trainable
+        ]
+        self._buffers = [
+            (s.name, s.offset, s.numel, s.shape) for s in self.shared.slots if not s.trainable
+        ]
+        self._frozen_layers = [
+            m
+            for _, m in model.named_modules()
+            if list(m.buffers(recurse=False))
+            and list(m.parameters(recurse=False))
+            and all(not p.requires_grad for p in m.parameters(recurse=False))
+        ]
         # Gradients are taken w.r.t. each named tensor, not the flat vector: the
         # backward of slicing a flat vector would build a zero-filled (N, d) tensor
         # per slot; one concatenation at the end is cheaper.
-        self._grad_loss = vmap(grad_and_value(self._loss_of_state))
-        # Per-sample: over nodes, then over the samples of each node's batch.
+        self._losses = vmap(self._loss_of_state)
+        # Per-sample (DP-SGD): over nodes, then over the samples of each node's batch.
         self._sample_grads = vmap(vmap(grad_and_value(self._loss_of_sample), in_dims=(None, 0, 0)))
-        self._relu_mlp = ReluMLP.match(model, self.layout)
+        self._relu_mlp = ReluMLP.match(model, self.shared) if not self.frozen else None
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
+        self._per_node_forward = vmap(self.forward, in_dims=(0, 0))
+
+    @contextmanager
+    def _mode(self, training: bool) -> Iterator[None]:
+        """Train mode for local steps (frozen normalization layers excepted), else eval mode."""
+        was = self.module.training
+        self.module.train(training)
+        for m in self._frozen_layers:
+            m.eval()
+        try:
+            yield
+        finally:
+            self.module.train(was)
+
+    def initial(self) -> torch.Tensor:
+        """The module's current shared state as a flat ``(d,)`` vector."""
+        return flatten(self.module, exclude=self.frozen)
+
+    def fingerprint(self) -> str:
+        """Names, shapes and dtypes of the whole state, which entries are frozen, and the
+        frozen values: equal iff two nodes can exchange vectors and mean the same model.
+
+        Nodes whose frozen weights differ (another pre-trained file) exchange vectors of
+        the same length that would be meaningless together; their hellos refuse them.
+        """
+        h = hashlib.sha256(self.layout.fingerprint().encode())
+        for name in sorted(self.frozen):
+            t = self.frozen_state[name].contiguous()
+            h.update(f"frozen {name}:".encode())
+            h.update(t.numpy().tobytes())
+        return h.hexdigest()[:16]
 
     def state(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {name: flat[o : o + n].view(shape) for name, o, n, shape in self._slots}
+        shared = {name: flat[o : o + n].view(shape) for name, o, n, shape in self._slots}
+        return {**self.frozen_state, **shared} if self.frozen else shared
 
     def forward(self, flat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return functional_call(self.module, self.state(flat), (x,))
 
     def _loss_of_state(
-        self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
-    ) -> torch.Tensor:
-        logits = functional_call(self.module, state, (x,))
+        self,
+        state: dict[str, torch.Tensor],
+        buffers: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        y: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        full = {**self.frozen_state, **buffers, **state}
+        logits = functional_call(self.module, full, (x,))
         # As (1, C, B): batched under vmap, the softmax then reduces over a non-inner
         # dimension, several times faster than over a last dimension of ~10 classes.
-        return F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))
+        loss = F.cross_entropy(logits.T.unsqueeze(0), y.unsqueeze(0))
+        return loss, buffers  # and the buffers as the forward pass left them
 
     def _loss_of_sample(
         self, state: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
     ) -> torch.Tensor:
-        logits = functional_call(self.module, state, (x.unsqueeze(0),))
+        full = {**self.frozen_state, **state} if self.frozen else state
+        logits = functional_call(self.module, full, (x.unsqueeze(0),))
         return F.cross_entropy(logits, y.unsqueeze(0))
 
     def grads(
         self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``.
+        """Per-node gradients ``(N, d)`` and losses ``(N,)`` for per-node batches ``(N, B, ...)``
+        (zero on buffer coordinates; see :meth:`step` for the updated buffers)."""
+        g, loss, _ = self.step(params, x, y)
+        return g, loss
+
+    def step(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Gradients ``(N, d)``, losses ``(N,)`` and the buffers after the forward pass
+        ``(N, d_buffers)`` in slot order (None for a model without shared buffers).
 
         ReLU MLPs take the closed-form path of :mod:`p2pfl.relu_mlp`; every other
-        model ``vmap(grad(...))``.
+        model ``vmap`` of :func:`torch.func.functional_call`, then one backward pass.
         """
         if self._relu_mlp is not None and self._relu_mlp.accepts(x):
-            return self._relu_mlp.loss_and_grads(params, x, y)
+            g, loss = self._relu_mlp.loss_and_grads(params, x, y)
+            return g, loss, None
         n = params.shape[0]
-        state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
-        g, loss = self._grad_loss(state, x, y)
-        return torch.cat([g[name].reshape(n, -1) for name, *_ in self._slots], dim=1), loss
+        state = {
+            name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._params
+        }
+        buffers = {
+            name: params[:, o : o + k].reshape(n, *shape).clone()
+            for name, o, k, shape in self._buffers
+        }
+        # vmap only the forward pass; one backward of the summed per-node losses then
+        # gives every node its own gradient (the losses are independent) and runs the
+        # batched ops' backward directly, cheaper than vmap(grad(...)).
+        with self._mode(True), torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_() for k, v in state.items()}
+            losses, after = self._losses(leaves, buffers, x, y)
+            grads = torch.autograd.grad(losses.sum(), list(leaves.values()))
+        by_name = dict(zip(leaves, grads, strict=True))
+        loss = losses.detach()
+        if not self._buffers:
+            flat = [by_name[name].reshape(n, -1) for name, *_ in self._params]
+            return torch.cat(flat, dim=1), loss, None
+        out = params.new_zeros(params.shape)
+        for name, o, k, _ in self._params:
+            out[:, o : o + k] = by_name[name].reshape(n, -1)
+        new = torch.cat([after[name].reshape(n, -1) for name, *_ in self._buffers], dim=1)
+        return out, loss, new
+
+    @property
+    def buffer_columns(self) -> torch.Tensor:
+        """Indices of the shared vector's buffer coordinates, in slot order."""
+        cols = [torch.arange(o, o + k) for _, o, k, _ in self._buffers]
+        return torch.cat(cols) if cols else torch.zeros(0, dtype=torch.int64)
 
     def clipped_grad_sum(
         self,
@@ -166,9 +286,16 @@ class FunctionalModel:
                 for i in range(0, n, chunk)
             ]
             return torch.cat([p for p, _ in parts]), torch.cat([s for _, s in parts])
-        state = {name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._slots}
+        if self._buffers:
+            raise ValueError(
+                "DP-SGD needs per-sample gradients, which a model with running statistics "
+                "(BatchNorm) does not have: its forward pass mixes the samples of a batch"
+            )
+        state = {
+            name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._params
+        }
         g, losses = self._sample_grads(state, x, y)
-        per_sample = torch.cat([g[name].flatten(2) for name, *_ in self._slots], dim=2)
+        per_sample = torch.cat([g[name].flatten(2) for name, *_ in self._params], dim=2)
         if not self.all_trainable:
             per_sample.mul_(self.trainable)
         norms = torch.linalg.vector_norm(per_sample, dim=2)  # (N, B)
@@ -176,8 +303,14 @@ class FunctionalModel:
         return torch.einsum("nb,nbd->nd", scale, per_sample), (losses * weight).sum(1)
 
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)``."""
-        return self._batched_forward(params, x)
+        """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)`` (eval mode)."""
+        with self._mode(False):
+            return self._batched_forward(params, x)
+
+    def per_node_logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``(N, T, C)`` logits of every node on its own input batch ``(N, T, ...)`` (eval mode)."""
+        with self._mode(False):
+            return self._per_node_forward(params, x)
 
 
 def local_steps(
@@ -206,9 +339,12 @@ def local_steps(
         if spec.privacy is not None
         else _plain_grads(fmodel, data, nodes, spec, seed, round_)
     )
+    buffer_cols = fmodel.buffer_columns
     with torch.no_grad():
         for step in range(spec.local_steps):
-            g, loss = grads(x, step)
+            g, loss, buffers = grads(x, step)
+            if buffers is not None:  # running statistics, as the forward pass updated them
+                x[:, buffer_cols] = buffers
             # In place: g is a fresh tensor, and every round allocates less.
             if mask is not None:
                 g.mul_(mask)
@@ -223,7 +359,8 @@ def local_steps(
     return x, buf, total_loss / spec.local_steps
 
 
-StepGrads = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+#: ``(x, step) -> (gradient, loss, buffers after the forward pass or None)``
+StepGrads = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]
 
 
 def _plain_grads(
@@ -238,8 +375,10 @@ def _plain_grads(
     idx = round_batch_indices(seed, nodes, round_, spec.local_steps, spec.batch_size, data.sizes)
     idx += data.offsets.reshape(-1, 1, 1)
 
-    def step_grads(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return fmodel.grads(x, data.x[idx[:, step]], data.y[idx[:, step]])
+    def step_grads(
+        x: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        return fmodel.step(x, data.x[idx[:, step]], data.y[idx[:, step]])
 
     return step_grads
 
@@ -263,13 +402,13 @@ def _private_grads(
     noise = NoiseStreams(seed, nodes, round_)
     std = dp.noise_multiplier * dp.clip_norm
 
-    def step_grads(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_grads(x: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, None]:
         at = idx[:, step]
         total, loss = fmodel.clipped_grad_sum(
             x, data.x[at], data.y[at], weight[:, step], dp.clip_norm
         )
         total.add_(noise.next(x.shape[1]), alpha=std)
-        return total.div_(expected), loss / counts[:, step]
+        return total.div_(expected), loss / counts[:, step], None
 
     return step_grads
 

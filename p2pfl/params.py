@@ -6,6 +6,11 @@ dtype and position, so :func:`unflatten` restores the exact ``state_dict``
 (integer buffers such as BatchNorm's ``num_batches_tracked`` included: they are
 carried as float32, exact up to 2**24). Its :meth:`ParamLayout.fingerprint` lets
 two nodes check that they hold the same architecture before exchanging vectors.
+
+Frozen entries (:func:`frozen_names`: parameters with ``requires_grad = False``,
+and the buffers of modules whose own parameters are all frozen) can be left out
+of a layout (``ParamLayout.of(model, exclude=...)``): the *shared* layout is what
+nodes train and exchange, the frozen entries stay constant in every node.
 """
 
 from __future__ import annotations
@@ -56,11 +61,14 @@ class ParamLayout:
         return h.hexdigest()[:16]
 
     @classmethod
-    def of(cls, model: nn.Module) -> ParamLayout:
+    def of(cls, model: nn.Module, exclude: frozenset[str] = frozenset()) -> ParamLayout:
+        """The layout of ``model``'s ``state_dict``, without the entries named in ``exclude``."""
         trainable = {name for name, p in model.named_parameters() if p.requires_grad}
         slots = []
         offset = 0
         for name, t in model.state_dict().items():
+            if name in exclude:
+                continue
             slots.append(
                 TensorSlot(name, tuple(t.shape), t.dtype, offset, t.numel(), name in trainable)
             )
@@ -68,9 +76,30 @@ class ParamLayout:
         return cls(tuple(slots))
 
 
-def flatten(model: nn.Module) -> torch.Tensor:
-    """The model's ``state_dict`` as one contiguous float32 vector (a copy)."""
-    tensors = [t.detach().reshape(-1).to(torch.float32) for t in model.state_dict().values()]
+def frozen_names(model: nn.Module) -> frozenset[str]:
+    """The ``state_dict`` entries of ``model`` that are frozen.
+
+    A parameter is frozen when its ``requires_grad`` is False; a buffer (BatchNorm's
+    running statistics) when the module that owns it has parameters and all of them
+    are frozen: freezing a normalization layer's affine parameters freezes its
+    statistics with them. Buffers of parameterless modules are never frozen.
+    """
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
+    for prefix, module in model.named_modules():
+        own = list(module.named_parameters(recurse=False))
+        if own and all(not p.requires_grad for _, p in own):
+            dot = f"{prefix}." if prefix else ""
+            frozen |= {f"{dot}{b}" for b, _ in module.named_buffers(recurse=False)}
+    return frozenset(frozen & set(model.state_dict()))
+
+
+def flatten(model: nn.Module, exclude: frozenset[str] = frozenset()) -> torch.Tensor:
+    """The model's ``state_dict`` (without ``exclude``) as one contiguous float32 vector (a copy)."""
+    tensors = [
+        t.detach().reshape(-1).to(torch.float32)
+        for name, t in model.state_dict().items()
+        if name not in exclude
+    ]
     if not tensors:
         return torch.zeros(0)
     return torch.cat(tensors)

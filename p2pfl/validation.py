@@ -278,7 +278,8 @@ def _check_hello(message: wire.Hello, expectations: Expectations) -> None:
     if fp is not None and message.fingerprint != fp:
         raise RejectedMessage(
             "wrong_model",
-            f"node {message.sender} has model fingerprint {message.fingerprint!r}, this node {fp!r}",
+            f"node {message.sender} has model fingerprint {message.fingerprint!r}, this node {fp!r} "
+            "(it covers the architecture, which parameters are frozen and their values)",
         )
 
 

@@ -60,7 +60,16 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
     console = Console()
     hist: Sequence[Mapping[str, Any]] = summary["history"]
     table = Table(title=title)
-    for col in ("round", "honest acc mean", "min", "max", "train loss", "consensus dist"):
+    for col in (
+        "round",
+        "honest acc mean",
+        "min",
+        "p10",
+        "std",
+        "max",
+        "train loss",
+        "consensus dist",
+    ):
         table.add_column(col, justify="right")
     step = max(1, len(hist) // 10)
     shown = list(hist[::step])
@@ -71,6 +80,8 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
             str(h["round"]),
             f"{h['honest_accuracy_mean']:.4f}",
             f"{h['honest_accuracy_min']:.4f}",
+            _fmt(h.get("honest_accuracy_p10")),
+            _fmt(h.get("honest_accuracy_std")),
             f"{h['honest_accuracy_max']:.4f}",
             _fmt(h.get("honest_train_loss")),
             _fmt(h.get("consensus_distance")),
@@ -78,7 +89,8 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
     console.print(table)
     console.print(
         f"final honest accuracy: mean [bold]{summary['honest_accuracy_mean']:.4f}[/bold], "
-        f"min {summary['honest_accuracy_min']:.4f} after {summary['rounds']} rounds "
+        f"min {summary['honest_accuracy_min']:.4f}, p10 {_fmt(summary.get('honest_accuracy_p10'))}, "
+        f"std {_fmt(summary.get('honest_accuracy_std'))} after {summary['rounds']} rounds "
         f"in {summary['wall_seconds']:.1f} s"
     )
     per = summary.get("bytes_sent_per_node_per_round")
@@ -93,6 +105,13 @@ def print_summary_table(summary: Mapping[str, Any], title: str, out: Path | None
             f"(largest over honest nodes) at delta {summary['delta']:.3g}, "
             f"noise multiplier {summary['noise_multiplier']:.4g}, clip norm {summary['clip_norm']:.4g}"
         )
+    for prefix, label in (("local_accuracy", "local"), ("personalized_accuracy", "personalized")):
+        if summary.get(f"{prefix}_mean") is not None:
+            console.print(
+                f"{label} accuracy (own test split): mean [bold]{summary[f'{prefix}_mean']:.4f}"
+                f"[/bold], min {summary[f'{prefix}_min']:.4f}, p10 {summary[f'{prefix}_p10']:.4f}, "
+                f"std {summary[f'{prefix}_std']:.4f}"
+            )
     health = summary.get("node_health")
     if isinstance(health, Mapping):
         _print_node_health(console, health)

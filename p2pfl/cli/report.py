@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
             "missing_nodes": merged.missing_nodes,
             "byzantine_nodes": byzantine,
             "parameters": merged.summaries[0].get("parameters"),
+            "shared_parameters": merged.summaries[0].get("shared_parameters"),
             "node_exits": merged.node_exits,
             "node_counters": merged.node_counters,
         },

@@ -207,5 +207,5 @@ def plan_launch(
         key_dir=key_dir,
         insecure=insecure,
         out=out,
-        run_id=run_id or derive_run_id(scenario.to_dict(), topology_identity(topology)),
+        run_id=run_id or derive_run_id(scenario.identity(), topology_identity(topology)),
     )

@@ -7,7 +7,7 @@ RNG, and can load initial weights from a ``state_dict`` file.
 """
 
 from p2pfl.models.catalog import MODELS, ModelFactory
-from p2pfl.models.factory import build_model, import_factory, load_initial_weights
+from p2pfl.models.factory import build_model, freeze, import_factory, load_initial_weights
 from p2pfl.models.zoo import cnn, logreg, mlp
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "ModelFactory",
     "build_model",
     "cnn",
+    "freeze",
     "import_factory",
     "load_initial_weights",
     "logreg",

@@ -8,6 +8,7 @@ afterwards.
 
 from __future__ import annotations
 
+import fnmatch
 import inspect
 import typing
 from collections.abc import Mapping, Sequence
@@ -143,6 +144,36 @@ def load_initial_weights(model: nn.Module, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+def freeze(model: nn.Module, patterns: Sequence[str]) -> None:
+    """Set ``requires_grad = False`` on every parameter whose name matches a glob pattern.
+
+    Patterns are :func:`fnmatch.fnmatchcase` globs on the names of
+    ``model.named_parameters()``. A pattern that matches no parameter, and a set of
+    patterns that freezes every parameter, are :class:`~p2pfl.errors.ConfigError`\\ s
+    naming the pattern and the parameters there are.
+    """
+    names = [name for name, _ in model.named_parameters()]
+    shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+    chosen: set[str] = set()
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern:
+            raise ConfigError(f"model.freeze: patterns must be non-empty strings, got {pattern!r}")
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+        if not hits:
+            raise ConfigError(
+                f"model.freeze: pattern {pattern!r} matches no parameter; the model's "
+                f"parameters are: {shown}"
+            )
+        chosen.update(hits)
+    if chosen and chosen >= set(names):
+        raise ConfigError(
+            f"model.freeze: {list(patterns)} freezes every parameter; nothing would be trained"
+        )
+    for name, p in model.named_parameters():
+        if name in chosen:
+            p.requires_grad_(False)
+
+
 def build_model(
     name: str,
     params: Mapping[str, Any],
@@ -150,6 +181,7 @@ def build_model(
     num_classes: int,
     seed: int,
     init_path: str | None = None,
+    frozen: Sequence[str] = (),
 ) -> nn.Module:
     """Build the model ``name`` for ``input_shape`` and ``num_classes``, initialized from ``seed``.
 
@@ -158,7 +190,8 @@ def build_model(
     an imported factory is called as ``factory(input_shape=..., num_classes=...,
     **params)`` and must return an ``nn.Module`` producing ``(B, num_classes)``
     logits. ``init_path``, when given, replaces the seeded weights with a saved
-    ``state_dict`` (see :func:`load_initial_weights`).
+    ``state_dict`` (see :func:`load_initial_weights`); then the parameters matching
+    the glob patterns ``frozen`` are frozen (:func:`freeze`).
     """
     shape = tuple(int(s) for s in input_shape)
     if is_import_path(name):
@@ -184,4 +217,5 @@ def build_model(
     _check_output(model, name, shape, num_classes)
     if init_path is not None:
         load_initial_weights(model, init_path)
+    freeze(model, frozen)
     return model

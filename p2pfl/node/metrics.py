@@ -16,7 +16,9 @@ Each node process writes ``node-<id>.jsonl``: one JSON object per line, each wit
              ``p2pfl launch``): ``kind`` (:data:`WARNING_KINDS`), ``round``,
              ``peers``, ``message`` (a sentence)
 ``eval``     a metrics record: ``round``, ``byzantine``, ``accuracy``,
-             ``test_loss``, ``train_loss`` (same keys as ``metrics.jsonl``)
+             ``test_loss``, ``train_loss`` (same keys as ``metrics.jsonl``);
+             ``local_accuracy`` and, in the last round, ``personalized_accuracy``
+             when ``[evaluation]`` asks for them
 ``end``      ``status`` (``done`` / ``stopped`` / ``failed``) and the
              counters of :meth:`NodeCounters.as_dict`, among them ``rejections``:
             messages accepted and refused, per peer and per reason
@@ -199,12 +201,16 @@ def read_node_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 EVAL_KEYS = ("round", "node", "byzantine", "accuracy", "test_loss", "train_loss")
+#: Keys an ``eval`` event has only when the scenario asks for them (``[evaluation]``).
+OPTIONAL_EVAL_KEYS = ("local_accuracy", "personalized_accuracy")
 
 
 def eval_records(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The ``metrics.jsonl`` records of a node log's ``eval`` events."""
     return [
-        {key: e.get(key) for key in EVAL_KEYS} | {"distance_to_mean": None}
+        {key: e.get(key) for key in EVAL_KEYS}
+        | {key: e[key] for key in OPTIONAL_EVAL_KEYS if key in e}
+        | {"distance_to_mean": None}
         for e in events
         if e["event"] == "eval"
     ]

@@ -118,6 +118,7 @@ from p2pfl.node.metrics import NodeCounters, NodeLog
 from p2pfl.node.outbox import Outbox
 from p2pfl.node.patience import Patience
 from p2pfl.node.setup import NodeSetup
+from p2pfl.personalization import local_score, personalize
 from p2pfl.rounds import (
     DIVERGENCE_BOUND,
     aggregate,
@@ -793,13 +794,6 @@ class Node:
         )
         return trained.cpu(), None if momentum is None else momentum.cpu(), loss.cpu()
 
-    def _score(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Accuracy and loss of the current model (:func:`~p2pfl.rounds.score`), on the device."""
-        s = self.setup
-        params = self._params.reshape(1, -1).to(s.device)
-        acc, loss = score(s.fmodel, params, s.test_x, s.test_y, s.num_classes)
-        return acc.cpu(), loss.cpu()
-
     def _aggregate(
         self, trained: torch.Tensor, got: dict[int, torch.Tensor]
     ) -> tuple[torch.Tensor, bool]:
@@ -863,16 +857,42 @@ class Node:
         received = torch.stack(honest) if honest else own.new_zeros((0, own.numel()))
         return byzantine_state(own, received)
 
+    def _scores(self, r: int) -> dict[str, float]:
+        """The evaluation of round ``r`` (global test; local and personalized when enabled)."""
+        s = self.setup
+        params = self._params.reshape(1, -1).to(s.device)
+        acc, loss = score(s.fmodel, params, s.test_x, s.test_y, s.num_classes)
+        out = {"accuracy": float(acc[0]), "test_loss": float(loss[0])}
+        if s.local_test is not None:
+            out["local_accuracy"] = float(
+                local_score(s.fmodel, params, s.local_test, s.num_classes)[0]
+            )
+            if s.personalize_steps and r == s.rounds:
+                tuned = personalize(
+                    s.fmodel,
+                    params,
+                    s.local,
+                    self._nodes,
+                    s.training,
+                    s.personalize_steps,
+                    s.seed,
+                    r,
+                    s.personalize_lr,
+                )
+                out["personalized_accuracy"] = float(
+                    local_score(s.fmodel, tuned, s.local_test, s.num_classes)[0]
+                )
+        return out
+
     async def _evaluate(self, r: int) -> None:
         s = self.setup
-        acc, loss = await asyncio.to_thread(self._score)
+        scores = await asyncio.to_thread(self._scores, r)
         record = self.log.event(
             "eval",
             round=r,
             byzantine=s.is_byzantine,
-            accuracy=float(acc[0]),
-            test_loss=float(loss[0]),
             train_loss=self._train_loss,
+            **scores,
         )
         self.evaluations.append(record)
 

@@ -36,6 +36,7 @@ from p2pfl.device import resolve_device
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec
+from p2pfl.personalization import LocalTests
 from p2pfl.topology.mixing import Mixing
 
 Role = Literal["honest", "data", "vector", "silent"]
@@ -75,6 +76,9 @@ class NodeSetup:
     compression: CompressionSpec
     # where it trains and evaluates (run.device)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    local_test: LocalTests | None = None  # this node's row (evaluation.local_test)
+    personalize_steps: int = 0
+    personalize_lr: float = 0.0
 
     def __post_init__(self) -> None:
         if self.node_id in self.neighbours:
@@ -94,7 +98,7 @@ class NodeSetup:
 
     @property
     def fingerprint(self) -> str:
-        return self.fmodel.layout.fingerprint()
+        return self.fmodel.fingerprint()
 
     @property
     def is_byzantine(self) -> bool:
@@ -179,6 +183,13 @@ class NodeSetup:
             network=scenario.network,
             compression=exp.compression,
             device=device,
+            local_test=(
+                exp.local_tests.select(torch.tensor([node_id]))
+                if exp.local_tests is not None
+                else None
+            ),
+            personalize_steps=scenario.evaluation.personalize_steps,
+            personalize_lr=scenario.evaluation.personalize_lr,
         )
 
 

@@ -13,8 +13,14 @@ from typing import Any, TypedDict
 from p2pfl.errors import ConfigError
 
 
-class NodeRecord(TypedDict):
-    """One line of ``metrics.jsonl``: one node after one evaluation round."""
+class NodeRecord(TypedDict, total=False):
+    """One line of ``metrics.jsonl``: one node after one evaluation round.
+
+    ``local_accuracy`` (the shared model on the node's own test split) is there when
+    ``evaluation.local_test`` is on; ``personalized_accuracy`` (after
+    ``evaluation.personalize_steps`` local fine-tuning steps, on the same split) in
+    the final round's records only.
+    """
 
     round: int
     node: int
@@ -23,6 +29,16 @@ class NodeRecord(TypedDict):
     test_loss: float
     train_loss: float
     distance_to_mean: float
+    local_accuracy: float
+    personalized_accuracy: float
+
+
+#: The per-node accuracies a record may carry, and the summary prefix of each.
+ACCURACY_KEYS = {
+    "accuracy": "honest_accuracy",
+    "local_accuracy": "local_accuracy",
+    "personalized_accuracy": "personalized_accuracy",
+}
 
 
 _REQUIRED = ("round", "node", "byzantine", "accuracy")
@@ -81,8 +97,43 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0..100) with linear interpolation between order statistics
+    (numpy's default, "type 7" of Hyndman and Fan 1996): for sorted ``v`` of length
+    ``n``, position ``h = (n - 1) q / 100``, value ``v[floor h] + (h - floor h)
+    (v[floor h + 1] - v[floor h])``."""
+    if not values:
+        raise ValueError("percentile of no values")
+    v = sorted(values)
+    h = (len(v) - 1) * q / 100.0
+    lo = math.floor(h)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (h - lo) * (v[hi] - v[lo])
+
+
+def spread(values: Sequence[float], prefix: str) -> dict[str, float]:
+    """Mean, min, max, 10th percentile (:func:`percentile`) and population standard deviation
+    (``sqrt(mean((v - mean)^2))``) of ``values`` as ``{prefix}_mean`` ... ``{prefix}_std``.
+
+    The fairness view of a run: the p10 is the accuracy that 90% of the honest
+    nodes reach, so a rule that serves most nodes well and a few badly shows it
+    there, not in the mean (Li et al., "Fair resource allocation in federated
+    learning", ICLR 2020, report the same worst-10% and variance statistics).
+    """
+    mean = sum(values) / len(values)
+    return {
+        f"{prefix}_mean": mean,
+        f"{prefix}_min": min(values),
+        f"{prefix}_max": max(values),
+        f"{prefix}_p10": percentile(values, 10.0),
+        f"{prefix}_std": math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)),
+    }
+
+
 def round_summaries(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per evaluation round: honest accuracy mean/min/max and mean losses, sorted by round."""
+    """Per evaluation round: honest accuracy mean/min/max/p10/std (:func:`spread`), the same
+    for local and personalized accuracy when the records carry them, and mean losses,
+    sorted by round."""
     by_round: dict[int, list[Mapping[str, Any]]] = {}
     for rec in records:
         if not rec["byzantine"]:
@@ -90,14 +141,11 @@ def round_summaries(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     out = []
     for r in sorted(by_round):
         rows = by_round[r]
-        acc = [float(x["accuracy"]) for x in rows]
-        entry: dict[str, Any] = {
-            "round": r,
-            "nodes": len(rows),
-            "honest_accuracy_mean": sum(acc) / len(acc),
-            "honest_accuracy_min": min(acc),
-            "honest_accuracy_max": max(acc),
-        }
+        entry: dict[str, Any] = {"round": r, "nodes": len(rows)}
+        for key, prefix in ACCURACY_KEYS.items():
+            acc = [float(x[key]) for x in rows if x.get(key) is not None]
+            if acc:
+                entry |= spread(acc, prefix)
         for key in ("train_loss", "test_loss", "distance_to_mean"):
             vals = [float(x[key]) for x in rows if x.get(key) is not None]
             if vals:
@@ -139,6 +187,9 @@ def derive_run_id(*parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+_SPREAD = ("_mean", "_min", "_max", "_p10", "_std")
+
+
 def summarize_records(
     records: Sequence[Mapping[str, Any]],
     scenario: Mapping[str, Any],
@@ -147,17 +198,20 @@ def summarize_records(
 ) -> dict[str, Any]:
     """The ``summary.json`` content: final honest accuracy, history, the resolved scenario.
 
+    Over the honest nodes of the final evaluation: ``honest_accuracy_mean``, ``_min``,
+    ``_max``, ``_p10`` and ``_std`` (:func:`spread`), and the same for
+    ``local_accuracy_*`` and ``personalized_accuracy_*`` when the records carry them.
+
     ``run_id`` is ``extra["run_id"]`` if given, else :func:`derive_run_id` of ``scenario``.
     """
     history = round_summaries(records)
     if not history:
         raise ConfigError("no evaluation records from honest nodes: nothing to summarize")
     last = history[-1]
-    summary: dict[str, Any] = {
-        "run_id": derive_run_id(scenario),
-        "honest_accuracy_mean": last["honest_accuracy_mean"],
-        "honest_accuracy_min": last["honest_accuracy_min"],
-        "honest_accuracy_max": last["honest_accuracy_max"],
+    summary: dict[str, Any] = {"run_id": derive_run_id(scenario)}
+    # the final round's spread of every accuracy the records carry (fairness: p10, std)
+    summary |= {k: v for k, v in last.items() if k.endswith(_SPREAD)}
+    summary |= {
         "best_honest_accuracy_mean": max(h["honest_accuracy_mean"] for h in history),
         "consensus_distance": last.get("consensus_distance"),
         "rounds": last["round"],

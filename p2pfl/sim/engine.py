@@ -41,6 +41,8 @@ from p2pfl.device import resolve_device
 from p2pfl.errors import ConfigError
 from p2pfl.experiment import Experiment, build_experiment
 from p2pfl.learning import local_steps
+from p2pfl.personalization import local_score, personalize
+from p2pfl.report.outputs import spread
 from p2pfl.rounds import (
     AttackGeometry,
     aggregate_hood,
@@ -66,18 +68,25 @@ class RoundMetrics:
     distance_to_mean: torch.Tensor
     consensus_distance: float
     honest: torch.Tensor = field(repr=False)  # (N,) bool
+    local_accuracy: torch.Tensor | None = None  # evaluation.local_test
+    personalized_accuracy: torch.Tensor | None = None  # final round, personalize_steps > 0
 
     @property
     def honest_accuracy(self) -> torch.Tensor:
         return self.accuracy[self.honest]
 
     def summary(self) -> dict[str, float]:
-        acc = self.honest_accuracy
+        extra: dict[str, float] = {}
+        for prefix, acc in (
+            ("local_accuracy", self.local_accuracy),
+            ("personalized_accuracy", self.personalized_accuracy),
+        ):
+            if acc is not None:
+                extra |= spread(acc[self.honest].tolist(), prefix)
         return {
             "round": self.round,
-            "honest_accuracy_mean": float(acc.mean()),
-            "honest_accuracy_min": float(acc.min()),
-            "honest_accuracy_max": float(acc.max()),
+            **spread(self.honest_accuracy.tolist(), "honest_accuracy"),
+            **extra,
             "honest_train_loss": float(self.train_loss[self.honest].nanmean()),
             "honest_test_loss": float(self.test_loss[self.honest].nanmean()),
             "consensus_distance": self.consensus_distance,
@@ -388,6 +397,24 @@ class Simulation:
         alive = self._honest_mask.clone()
         alive[list(self._muted)] = False
         dist[~alive & self._honest_mask] = float("nan")
+        local = personalized = None
+        if exp.local_tests is not None:
+            classes = exp.train.num_classes
+            local = local_score(exp.fmodel, self.params, exp.local_tests, classes)
+            cfg = exp.scenario.evaluation
+            if cfg.personalize_steps and self.round == exp.scenario.run.rounds:
+                tuned = personalize(
+                    exp.fmodel,
+                    self.params,
+                    exp.local,
+                    self._nodes,
+                    exp.training,
+                    cfg.personalize_steps,
+                    exp.seed,
+                    self.round,
+                    cfg.personalize_lr,
+                )
+                personalized = local_score(exp.fmodel, tuned, exp.local_tests, classes)
         return RoundMetrics(
             round=self.round,
             accuracy=acc,
@@ -396,6 +423,8 @@ class Simulation:
             distance_to_mean=dist,
             consensus_distance=float(dist[alive].mean()) if bool(alive.any()) else float("nan"),
             honest=self._honest_mask,
+            local_accuracy=local,
+            personalized_accuracy=personalized,
         )
 
     def result(self, wall_seconds: float, interrupted: bool = False) -> SimResult:

@@ -34,7 +34,7 @@ from p2pfl.sim.engine import RoundMetrics, SimResult
 def round_records(exp: Experiment, m: RoundMetrics) -> list[dict[str, Any]]:
     """The ``metrics.jsonl`` records of one evaluation: one per node."""
     byz = exp.byzantine
-    return [
+    records = [
         {
             "round": m.round,
             "node": node,
@@ -46,6 +46,14 @@ def round_records(exp: Experiment, m: RoundMetrics) -> list[dict[str, Any]]:
         }
         for node in range(m.accuracy.numel())
     ]
+    for key, values in (
+        ("local_accuracy", m.local_accuracy),
+        ("personalized_accuracy", m.personalized_accuracy),
+    ):
+        if values is not None:
+            for rec, v in zip(records, values.tolist(), strict=True):
+                rec[key] = v
+    return records
 
 
 def sim_records(result: SimResult) -> list[dict[str, Any]]:
@@ -92,10 +100,12 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
     exp = result.experiment
     scenario = exp.scenario.to_dict()
     extra: dict[str, Any] = {
+        "run_id": derive_run_id(exp.scenario.identity()),
         "mode": "sim",
         "nodes": exp.n,
         "byzantine_nodes": sorted(exp.byzantine),
-        "parameters": int(exp.initial.numel()),
+        "parameters": exp.parameters,
+        "shared_parameters": exp.shared_parameters,
         "diverged_nodes": {str(k): v for k, v in sorted(result.diverged.items())},
         "stopped_early": result.stopped_early,
         "warnings": list(result.warnings),
@@ -107,7 +117,6 @@ def sim_summary(result: SimResult) -> dict[str, Any]:
         extra["distributed"] = result.distributed
     if not result.history:  # stopped before the first evaluation
         return {
-            "run_id": derive_run_id(scenario),
             "rounds": 0,
             "wall_seconds": result.wall_seconds,
             **extra,

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from p2pfl.config import CompressionConfig, Scenario, load_scenario, scenario_from_dict
+from p2pfl.config import Scenario, load_scenario, scenario_from_dict
 from p2pfl.errors import ConfigError, P2PFLError
 from p2pfl.sweep.grid import Cell, GridAxis, display, expand
 
@@ -71,15 +71,8 @@ class SweepRun:
 
 
 def cell_id(scenario: Scenario) -> str:
-    """A stable 16-hex-digit hash of the fully resolved scenario (seed included).
-
-    A ``[compression]`` section at its default (nothing compressed) is left out: such a run
-    computes what it did before the section existed, and keeps the id it had then.
-    """
-    data = scenario.to_dict()
-    if scenario.compression == CompressionConfig():
-        del data["compression"]
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    """A stable 16-hex-digit hash of the fully resolved scenario (seed included)."""
+    text = json.dumps(scenario.identity(), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ import pytest
 from p2pfl.config import load_scenario
 from p2pfl.experiment import build_experiment
 from p2pfl.sim import Simulation
+from p2pfl.sim.outputs import sim_summary
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -131,3 +132,51 @@ def test_launch_matches_the_simulator(run_dir: Path) -> None:
     assert set(summary["node_exits"].values()) == {"completed"}
     for name in ("accuracy.png", "topology.png", "topology.toml", "nodes/node-0.jsonl"):
         assert (out / name).is_file(), name
+
+
+FROZEN_PERSONALIZED = (
+    SCENARIO.replace('[model]\nname = "mlp"', '[model]\nname = "mlp"\nfreeze = ["1.*"]').replace(
+        "[topology]",
+        '[data]\npartition = "dirichlet"\npartition_params = { alpha = 0.3 }\n\n[topology]',
+    )
+    + "\n[evaluation]\nlocal_test = true\npersonalize_steps = 5\n"
+)
+
+
+def test_launch_of_a_frozen_personalized_run_matches_the_simulator(run_dir: Path) -> None:
+    scenario_file = run_dir / "frozen.toml"
+    scenario_file.write_text(FROZEN_PERSONALIZED)
+    out = run_dir / "launch"
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "p2pfl", "launch", str(scenario_file), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    sim = Simulation(build_experiment(load_scenario(scenario_file))).run()
+
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    shared = summary["shared_parameters"]
+    assert shared == sim.params.shape[1] < summary["parameters"]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for m in sim.history:
+        assert m.local_accuracy is not None
+        for node in range(6):
+            (rec,) = [r for r in records if r["round"] == m.round and r["node"] == node]
+            assert rec["local_accuracy"] == pytest.approx(float(m.local_accuracy[node]), abs=1e-6)
+    final = sim.final.personalized_accuracy
+    assert final is not None
+    for node in range(6):
+        (rec,) = [r for r in records if r["round"] == 4 and r["node"] == node]
+        assert rec["personalized_accuracy"] == pytest.approx(float(final[node]), abs=1e-6)
+        vector = np.load(out / "nodes" / f"node-{node}.npy", allow_pickle=False)
+        assert vector.shape == (shared,)  # what the node trained and sent: the shared slice
+        expected = sim.params[node].numpy()
+        assert np.linalg.norm(vector - expected) <= 1e-5 * np.linalg.norm(expected)
+        start = json.loads((out / "nodes" / f"node-{node}.jsonl").read_text().splitlines()[0])
+        assert start["event"] == "start" and start["parameters"] == shared
+    want = sim_summary(sim)
+    for key in ("personalized_accuracy_mean", "local_accuracy_p10", "honest_accuracy_p10"):
+        assert summary[key] == pytest.approx(want[key], abs=1e-6)

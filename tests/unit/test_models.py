@@ -25,6 +25,7 @@ def test_public_api_is_all() -> None:
             "ModelFactory",
             "build_model",
             "cnn",
+            "freeze",
             "import_factory",
             "load_initial_weights",
             "logreg",

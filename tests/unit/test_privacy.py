@@ -290,8 +290,10 @@ def test_bad_privacy_values_are_config_errors_naming_the_key(
         load_scenario(None, overrides)
 
 
-def test_default_privacy_leaves_the_scenario_dict_unchanged_and_dp_round_trips() -> None:
-    assert "privacy" not in Scenario().to_dict()
+def test_default_privacy_leaves_the_scenario_identity_unchanged_and_dp_round_trips() -> None:
+    assert "privacy" not in Scenario().identity()
+    dp_noise = ["privacy.mechanism=dp_sgd", "privacy.noise_multiplier=1"]
+    assert "privacy" in load_scenario(None, dp_noise).identity()
     dp = load_scenario(None, ["privacy.mechanism=dp_sgd", "privacy.target_epsilon=4"])
     data = dp.to_dict()
     assert data["privacy"]["target_epsilon"] == 4
@@ -327,3 +329,30 @@ def test_networked_summaries_take_each_honest_nodes_epsilon_from_its_end_event()
     }
     assert list(fields["epsilon_per_node"]) == ["0", "2", "10"]
     assert privacy_fields({"0": {"rounds_trained": 4}}, []) == {}
+
+
+BN_MODEL = """
+from torch import nn
+
+
+def bn_mlp(input_shape, num_classes):
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, num_classes)
+    )
+"""
+
+
+def test_dp_sgd_refuses_a_model_with_running_statistics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "bn_model_for_dp.py").write_text(BN_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bn = "bn_model_for_dp:bn_mlp"
+    build_experiment(load_scenario(None, [f"model.name={bn}", "run.rounds=1"]))  # fine without DP
+    with pytest.raises(ConfigError, match="running statistics"):
+        build_experiment(
+            load_scenario(
+                None,
+                [f"model.name={bn}", "privacy.mechanism=dp_sgd", "privacy.noise_multiplier=1.0"],
+            )
+        )
