@@ -338,7 +338,9 @@ def hostile_compressed_messages(
 async def test_live_compressed_node_refuses_hostile_compressed_vectors(
     run_dir: Path, name: str
 ) -> None:
-    count, rounds = 1500, 60
+    # the rounds must outlast the sending (every message counted before the node ends):
+    # 400 rounds take several times longer than 1,500 sends, loaded or not
+    count, rounds = 1500, 400
     net = LiveNet(
         run_dir,
         ring_with_attacker(3, [TARGET]),
@@ -372,6 +374,7 @@ async def test_live_compressed_node_refuses_hostile_compressed_vectors(
                     break
                 await dealer.send_multipart(frames)
                 sent += 1
+            sent_by_round = current()
             codes = await net.wait()
         sink.close()
     finally:
@@ -382,6 +385,8 @@ async def test_live_compressed_node_refuses_hostile_compressed_vectors(
     for k in net.honest:
         assert [e["round"] for e in net.rounds(k)] == list(range(1, rounds + 1)), k
         assert net.end(k)["status"] == "done"
+    # (else the last messages may arrive after the node ended: not a node fault)
+    assert sent_by_round < rounds - 10, "the sending outlasted the run; raise rounds"
     accepted, rejected = rejection_counts(net.end(TARGET), ATTACKER)
     assert accepted == 2  # the Hello and the Bye
     assert accepted + sum(rejected.values()) == sent
