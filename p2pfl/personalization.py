@@ -47,6 +47,9 @@ class LocalTests:
     def select(self, nodes: torch.Tensor) -> LocalTests:
         return LocalTests(self.x[nodes], self.y[nodes], self.mask[nodes])
 
+    def to(self, device: torch.device) -> LocalTests:
+        return LocalTests(self.x.to(device), self.y.to(device), self.mask.to(device))
+
     @property
     def sizes(self) -> torch.Tensor:
         return self.mask.sum(1)

@@ -184,7 +184,7 @@ class NodeSetup:
             compression=exp.compression,
             device=device,
             local_test=(
-                exp.local_tests.select(torch.tensor([node_id]))
+                exp.local_tests.select(torch.tensor([node_id])).to(device)
                 if exp.local_tests is not None
                 else None
             ),

@@ -154,6 +154,12 @@ class Simulation:
         self._nodes = torch.arange(n) if nodes is None else nodes
         data = experiment.local if nodes is None else experiment.local.select(nodes)
         self._data = data.to(dev)
+        # this process's nodes' local test splits (evaluation.local_test), on the device
+        self._local_tests = (
+            None
+            if experiment.local_tests is None
+            else experiment.local_tests.select(self._nodes).to(dev)
+        )
         rows = self._nodes.numel()
         self.params = experiment.initial.to(dev).reshape(1, -1).repeat(rows, 1)
         self.momentum = torch.zeros_like(self.params) if experiment.training.momentum else None
@@ -398,15 +404,18 @@ class Simulation:
         alive[list(self._muted)] = False
         dist[~alive & self._honest_mask] = float("nan")
         local = personalized = None
-        if exp.local_tests is not None:
+        tests = self._local_tests
+        if tests is not None:
             classes = exp.train.num_classes
-            local = local_score(exp.fmodel, self.params, exp.local_tests, classes)
+            local = self._every_node(
+                local_score(exp.fmodel, self.params, tests, classes).reshape(1, -1).cpu()
+            )[0]
             cfg = exp.scenario.evaluation
             if cfg.personalize_steps and self.round == exp.scenario.run.rounds:
                 tuned = personalize(
                     exp.fmodel,
                     self.params,
-                    exp.local,
+                    self._data,
                     self._nodes,
                     exp.training,
                     cfg.personalize_steps,
@@ -414,7 +423,9 @@ class Simulation:
                     self.round,
                     cfg.personalize_lr,
                 )
-                personalized = local_score(exp.fmodel, tuned, exp.local_tests, classes)
+                personalized = self._every_node(
+                    local_score(exp.fmodel, tuned, tests, classes).reshape(1, -1).cpu()
+                )[0]
         return RoundMetrics(
             round=self.round,
             accuracy=acc,

@@ -56,7 +56,7 @@ def single_process(overrides: list[str]) -> Simulation:
 @pytest.mark.timeout(180)
 def test_torchrun_sim_writes_the_single_process_summary(tmp_path: Path) -> None:
     # Prepare
-    overrides = ["run.rounds=4"]
+    overrides = ["run.rounds=4", "evaluation.local_test=true", "evaluation.personalize_steps=3"]
     sets = [a for o in overrides for a in ("--set", o)]
     # Execute
     out = torchrun(2, ["-m", "p2pfl", "sim", *sets, "--out", str(tmp_path), "--quiet"], tmp_path)
@@ -73,6 +73,11 @@ def test_torchrun_sim_writes_the_single_process_summary(tmp_path: Path) -> None:
     assert mins == pytest.approx([float(m.honest_accuracy.min()) for m in ref.history], abs=1e-6)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 16 * len(ref.history), out
+    # local and personalized accuracy: each rank scores its own nodes
+    honest = torch.tensor(ref.exp.honest)
+    for key in ("local_accuracy", "personalized_accuracy"):
+        want_final = getattr(ref.history[-1], key)[honest]
+        assert summary[f"{key}_mean"] == pytest.approx(float(want_final.mean()), abs=1e-6), key
     # each rank counts its own senders' (and attackers') messages; rank 0 reports the sum
     assert summary["bytes_sent_total"] == sum(ref.channel.bytes_sent) > 0
 
