@@ -2,9 +2,9 @@
 
 For N = 64 nodes (and 16) of the default scenario with ``model.name = "cnn"`` (digits,
 random 4-regular graph, 3/16 sign-flipping nodes, median), times whole rounds of
-:class:`p2pfl.sim.Simulation` (local SGD for every node at once through
-``torch.func.functional_call`` + ``vmap`` over stacked per-node parameters, then the
-batched rule) against the plain way, in the same run: a Python loop over nodes, each
+:class:`p2pfl.sim.Simulation` (local SGD for every node at once: this ``Sequential``
+CNN as grouped convolutions over stacked per-node parameters, :mod:`p2pfl.grouped`;
+then the batched rule) against the plain way, in the same run: a Python loop over nodes, each
 loading its vector into the ``nn.Module`` and training it with ``torch.optim.SGD`` on
 the same minibatches, then a loop taking each node's coordinate-wise median. Both are
 timed in CPU seconds of this process (``time.process_time``), which a machine busy with

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from p2pfl.grouped import GroupedSequential
 from p2pfl.params import ParamLayout, flatten, frozen_names
 from p2pfl.privacy.mechanism import DPSpec, NoiseStreams, poisson_batches, sample_rates
 from p2pfl.relu_mlp import ReluMLP
@@ -137,6 +138,7 @@ class FunctionalModel:
         # Per-sample (DP-SGD): over nodes, then over the samples of each node's batch.
         self._sample_grads = vmap(vmap(grad_and_value(self._loss_of_sample), in_dims=(None, 0, 0)))
         self._relu_mlp = ReluMLP.match(model, self.shared) if not self.frozen else None
+        self._grouped = GroupedSequential.match(model)
         self._batched_forward = vmap(self.forward, in_dims=(0, None))
         self._per_node_forward = vmap(self.forward, in_dims=(0, 0))
 
@@ -218,6 +220,8 @@ class FunctionalModel:
         if self._relu_mlp is not None and self._relu_mlp.accepts(x):
             g, loss = self._relu_mlp.loss_and_grads(params, x, y)
             return g, loss, None
+        if self._grouped is not None and self._grouped.accepts(x, per_node=True):
+            return self._grouped_step(params, x, y)
         n = params.shape[0]
         state = {
             name: params[:, o : o + k].reshape(n, *shape) for name, o, k, shape in self._params
@@ -243,6 +247,50 @@ class FunctionalModel:
             out[:, o : o + k] = by_name[name].reshape(n, -1)
         new = torch.cat([after[name].reshape(n, -1) for name, *_ in self._buffers], dim=1)
         return out, loss, new
+
+    def _node_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every state entry: ``(N, *shape)`` views of the shared ones, and the frozen ones."""
+        n = params.shape[0]
+        shared = {name: params[:, o : o + k].reshape(n, *s) for name, o, k, s in self._slots}
+        return {**self.frozen_state, **shared}
+
+    def _grouped_step(
+        self, params: torch.Tensor, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None]:
+        """:meth:`step` for :class:`~p2pfl.grouped.GroupedSequential` models (no buffers),
+        in chunks of nodes."""
+        assert self._grouped is not None
+        chunk = self._grouped.chunk(tuple(x.shape[2:]), x.shape[1])
+        grads, losses = [], []
+        with torch.enable_grad():
+            for i in range(0, params.shape[0], chunk):
+                part = params[i : i + chunk].detach()
+                k = part.shape[0]
+                leaves = {
+                    name: part[:, o : o + m].reshape(k, *shape).requires_grad_()
+                    for name, o, m, shape in self._params
+                }
+                logits = self._grouped.forward({**self.frozen_state, **leaves}, x[i : i + chunk], k)
+                loss = F.cross_entropy(logits.transpose(1, 2), y[i : i + chunk], reduction="none")
+                loss = loss.mean(1)
+                g = torch.autograd.grad(loss.sum(), list(leaves.values()))
+                grads.append(torch.cat([t.reshape(k, -1) for t in g], dim=1))
+                losses.append(loss.detach())
+        return torch.cat(grads), torch.cat(losses), None
+
+    def _grouped_logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        assert self._grouped is not None
+        per_node = x.dim() == 5
+        batch, sample = (x.shape[1], x.shape[2:]) if per_node else (x.shape[0], x.shape[1:])
+        chunk = self._grouped.chunk(tuple(sample), batch)
+        out = []
+        for i in range(0, params.shape[0], chunk):
+            part = params[i : i + chunk]
+            state = self._node_state(part)
+            out.append(
+                self._grouped.forward(state, x[i : i + chunk] if per_node else x, part.shape[0])
+            )
+        return torch.cat(out)
 
     @property
     def buffer_columns(self) -> torch.Tensor:
@@ -304,11 +352,15 @@ class FunctionalModel:
 
     def logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` logits of every node on one shared input batch ``(T, ...)`` (eval mode)."""
+        if self._grouped is not None and self._grouped.accepts(x, per_node=False):
+            return self._grouped_logits(params, x)
         with self._mode(False):
             return self._batched_forward(params, x)
 
     def per_node_logits(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` logits of every node on its own input batch ``(N, T, ...)`` (eval mode)."""
+        if self._grouped is not None and self._grouped.accepts(x, per_node=True):
+            return self._grouped_logits(params, x)
         with self._mode(False):
             return self._per_node_forward(params, x)
 

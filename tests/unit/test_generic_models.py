@@ -1,6 +1,7 @@
-"""Generic models trained vectorized (``functional_call`` + ``vmap``) give the numbers of a
-plain per-node PyTorch loop: convolutions, pooling, normalization layers, BatchNorm's
-running statistics (buffers) included."""
+"""Generic models trained vectorized (``functional_call`` + ``vmap``, or grouped
+convolutions for sequential conv nets) give the numbers of a plain per-node PyTorch
+loop: convolutions, pooling, normalization layers, BatchNorm's running statistics
+(buffers) and frozen layers included."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import pytest
 import torch
 from torch import nn
 
+from p2pfl import grouped
+from p2pfl.grouped import GroupedSequential
 from p2pfl.learning import FunctionalModel, LocalData, TrainingSpec, evaluate, local_steps
 from p2pfl.models import cnn, freeze
-from p2pfl.params import flatten, load_flat
+from p2pfl.params import ParamLayout, flatten, frozen_names, load_flat, unflatten
 from p2pfl.seeding import round_batch_indices
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,9 +34,26 @@ def bn_cnn(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
     )
 
 
+def assorted_convnet(input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    """Nested containers, grouped and biasless convolutions, average pooling, other
+    activations, a biasless hidden linear layer: what the grouped path must get right."""
+    c, h, w = input_shape
+    return nn.Sequential(
+        nn.Sequential(nn.Conv2d(c, 4, 3, padding="same"), nn.LeakyReLU(0.1), nn.MaxPool2d(2)),
+        nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=False),
+        nn.ReLU(),
+        nn.AvgPool2d(2),
+        nn.Flatten(),
+        nn.Linear(6 * (h // 4) * (w // 4), 12, bias=False),
+        nn.Tanh(),
+        nn.Linear(12, num_classes),
+    )
+
+
 MODELS = {
     "cnn": lambda: cnn((1, 8, 8), 10, channels=(4, 8)),
     "batchnorm": lambda: bn_cnn((1, 8, 8), 10),
+    "assorted": lambda: assorted_convnet((1, 8, 8), 10),
 }
 
 
@@ -58,7 +78,9 @@ def plain_loop(
     out = []
     for k in range(n):
         node = copy.deepcopy(model)
-        load_flat(node, start[k])
+        frozen = frozen_names(node)
+        state = unflatten(start[k], ParamLayout.of(node, exclude=frozen))
+        node.load_state_dict(state, strict=not frozen)
         node.train()
         opt = torch.optim.SGD(node.parameters(), lr=spec.lr, momentum=spec.momentum)
         for step in range(spec.local_steps):
@@ -66,15 +88,19 @@ def plain_loop(
             opt.zero_grad()
             nn.functional.cross_entropy(node(data.x[rows]), data.y[rows]).backward()
             opt.step()
-        out.append(flatten(node))
+        out.append(flatten(node, exclude=frozen))
     return torch.stack(out)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_vectorized_training_matches_a_per_node_loop(name: str) -> None:
+def test_vectorized_training_matches_a_per_node_loop(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     model = MODELS[name]()
     fmodel = FunctionalModel(model)
+    assert (fmodel._grouped is not None) == (name != "batchnorm")
+    monkeypatch.setattr(grouped, "CHUNK_BYTES", 1)  # one node per chunk: chunks must join up
     data = shards(3)
     spec = TrainingSpec(local_steps=4, batch_size=8, lr=0.1, momentum=0.5)
     start = fmodel.initial().repeat(3, 1) + 0.05 * torch.randn(3, fmodel.shared.size)
@@ -123,3 +149,62 @@ def test_a_frozen_batchnorm_layer_keeps_its_statistics_while_the_rest_trains() -
     assert not torch.equal(got, start)
     for k, v in before.items():
         assert torch.equal(fmodel.frozen_state[k], v), k
+
+
+def test_the_grouped_path_recognizes_plain_sequential_conv_nets_only() -> None:
+    assert GroupedSequential.match(cnn((1, 8, 8), 10)) is not None
+    assert GroupedSequential.match(assorted_convnet((1, 8, 8), 10)) is not None
+    assert GroupedSequential.match(bn_cnn((1, 8, 8), 10)) is None  # buffers
+    assert GroupedSequential.match(nn.Sequential(nn.Flatten(), nn.Linear(64, 10))) is None
+
+    class Residual(nn.Sequential):  # its own forward: not what the layers say
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x) * 2
+
+    assert GroupedSequential.match(Residual(*cnn((1, 8, 8), 10))) is None
+    no_flatten = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(1))
+    assert GroupedSequential.match(no_flatten) is None
+    reflect = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect"), nn.Flatten())
+    assert GroupedSequential.match(reflect) is None
+
+
+def test_a_frozen_feature_extractor_trains_the_rest_as_a_per_node_loop_does() -> None:
+    torch.manual_seed(3)
+    model = cnn((1, 8, 8), 10, channels=(4, 8))
+    freeze(model, ["0.*"])
+    fmodel = FunctionalModel(model)
+    assert fmodel._grouped is not None and fmodel.frozen
+    data = shards(3)
+    spec = TrainingSpec(local_steps=3, batch_size=8, lr=0.1)
+    start = fmodel.initial().repeat(3, 1) + 0.05 * torch.randn(3, fmodel.shared.size)
+
+    got, _, _ = local_steps(fmodel, start, None, data, torch.arange(3), spec, 0, 4)
+
+    torch.testing.assert_close(got, plain_loop(model, start, data, spec, 4), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["cnn", "assorted"])
+def test_grouped_logits_are_each_nodes_own_forward_pass(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.manual_seed(4)
+    model = MODELS[name]()
+    fmodel = FunctionalModel(model)
+    monkeypatch.setattr(grouped, "CHUNK_BYTES", 3000)  # a few nodes per chunk
+    params = fmodel.initial().repeat(5, 1) + 0.1 * torch.randn(5, fmodel.shared.size)
+    shared_x = torch.rand(7, 1, 8, 8)
+    own_x = torch.rand(5, 7, 1, 8, 8)
+    want_shared, want_own = [], []
+    for k in range(5):
+        node = copy.deepcopy(model)
+        load_flat(node, params[k])
+        with torch.no_grad():
+            want_shared.append(node(shared_x))
+            want_own.append(node(own_x[k]))
+
+    with torch.no_grad():
+        got_shared = fmodel.logits(params, shared_x)
+        got_own = fmodel.per_node_logits(params, own_x)
+
+    torch.testing.assert_close(got_shared, torch.stack(want_shared), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got_own, torch.stack(want_own), rtol=1e-5, atol=1e-6)
