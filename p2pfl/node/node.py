@@ -27,8 +27,9 @@ a :class:`~p2pfl.transport.Transport`. :meth:`Node.run` then
 
 Liveness: slow is not dead
     Every node sends each neighbour an :class:`~p2pfl.wire.Alive` heartbeat every
-    ``network.heartbeat_interval`` and when it enters a round, on the same ordered
-    channel as its vectors. Any message from a neighbour proves it alive;
+    ``network.heartbeat_interval`` and, when its round's vector is not out within
+    ``ROUND_BEAT_DELAY_S`` of entering a round, one saying it entered, on the same
+    ordered channel as its vectors. Any message from a neighbour proves it alive;
     :class:`~p2pfl.node.liveness.Liveness` declares it *dead* once it has been
     silent past an adaptive timeout (at least ``network.dead_after``), and a bye
     makes it dead at once. Dead neighbours are not waited for; any message (after
@@ -140,6 +141,10 @@ SenderOf = Callable[[int | None, Sequence[wire.Frame]], int | None]
 
 #: The longest the patience may grow, as a multiple of ``network.round_timeout``.
 PATIENCE_CAP = 20.0
+#: A neighbour whose round's vector is not out this long after it entered the round
+#: (training takes longer) is told by a heartbeat that it is in the round. Earlier,
+#: the vector says it: two messages per neighbour and round saved on a fast run.
+ROUND_BEAT_DELAY_S = 0.05
 
 
 def _transport_peer(peer: int | None, frames: Sequence[wire.Frame]) -> int | None:
@@ -246,6 +251,8 @@ class Node:
         self._suspects: set[int] = set()  # live, missed a deadline, not delivered since
         self._wake = asyncio.Event()  # set on every accepted message and every death
         self._outbox: Outbox | None = None
+        self._round_beat: asyncio.TimerHandle | None = None  # this round's deferred Alive
+        self._vector_to: set[int] = set()  # neighbours sent this round's vector
         self._diverged = False
         self.evaluations: list[dict[str, Any]] = []
         if resume is not None:
@@ -350,6 +357,8 @@ class Node:
                         status = "failed"  # cancelled (SIGTERM) stays "stopped"
                         raise
                     finally:
+                        if self._round_beat is not None:
+                            self._round_beat.cancel()
                         try:
                             await self._farewell(status)
                         finally:
@@ -474,15 +483,16 @@ class Node:
             due = now + interval
             await asyncio.sleep(interval)
 
-    def _announce(self) -> None:
-        """Offer every neighbour a heartbeat with our round (skipped where a queue is busy)."""
+    def _announce(self, skip: set[int] | frozenset[int] = frozenset()) -> None:
+        """Offer every neighbour (but ``skip``) a heartbeat with our round (skipped where a
+        queue is busy)."""
         assert self._outbox is not None
         me = self.setup.node_id
         until = self._waiting_until
         wait_ms = 0 if until is None else int(max(0.0, until - self._now()) * 1000)
         wait_ms = min(wait_ms, wire.MAX_WAIT_MS)
         for j in self.setup.neighbours:
-            if j not in self._refused:
+            if j not in self._refused and j not in skip:
                 alive = wire.Alive(me, self._round, j in self._heard, wait_ms)
                 self._outbox.offer(j, wire.encode(alive))
 
@@ -500,8 +510,20 @@ class Node:
         self._expect = self._expect.at_round(r)
         forget_before(self._seen, r - self._expect.rounds_behind)
         self._arrivals = {}  # vectors buffered before the round count as there in time
+        self._vector_to = set()
+        if self._round_beat is not None:
+            self._round_beat.cancel()
         if self._outbox is not None:
-            self._announce()  # neighbours time their patience from our entering the round
+            # neighbours time their patience from our entering the round: tell them, unless
+            # the vector itself comes first (ROUND_BEAT_DELAY_S)
+            delay = min(ROUND_BEAT_DELAY_S, self.setup.network.heartbeat_interval / 4)
+            loop = asyncio.get_running_loop()
+            self._round_beat = loop.call_later(delay, self._announce_entry, r)
+
+    def _announce_entry(self, r: int) -> None:
+        self._round_beat = None
+        if self._round == r and not self._leaving:
+            self._announce(skip=self._vector_to)
 
     async def _run_round(self, r: int) -> None:
         s = self.setup
@@ -549,6 +571,7 @@ class Node:
             for k, j in enumerate(targets):
                 if j not in s.byzantine:
                     self._outbox.put(j, self._codec.crafted(r, j, rows[k]), counted=True)
+                    self._vector_to.add(j)
             new = self._byzantine_state(own, held)
         else:  # silent
             gathered = await self._gather(r, ready, s.honest_neighbours, 0)
@@ -921,6 +944,7 @@ class Node:
         for j in peers:
             if j not in self._refused:
                 self._outbox.put(j, frames, counted=True)
+                self._vector_to.add(j)
 
     async def _farewell(self, status: str) -> None:
         """Bye to every neighbour; after a full run, wait for theirs (bounded); log the end."""

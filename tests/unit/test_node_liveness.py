@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
@@ -429,3 +430,79 @@ async def test_a_neighbour_announcing_endless_waits_costs_a_bounded_time_once() 
     assert rounds[1]["waited_out"]
     assert all(rounds[r]["wait_seconds"] < PATIENCE for r in (2, 3, 4))
     assert [w["peers"] for w in zero.warnings("suspected")] == [[1]]
+
+
+async def _messages_to_1_in_lockstep(zero: NodeZero) -> list[wire.Message]:
+    """Run node 0 with both neighbours in step, saying bye after its own; every message
+    node 0 sent neighbour 1, in order."""
+    seen: list[wire.Message] = []
+
+    async def in_step(peer: int) -> None:
+        await zero.hello(peer)
+        while True:
+            message = wire.decode((await zero.transports[peer].recv()).frames)
+            if isinstance(message, wire.Bye):
+                await zero.send(wire.Bye(peer, "done"))
+                return
+            if peer == 1:
+                seen.append(message)
+            if isinstance(message, wire.Params):
+                zero.rounds_of[peer] = message.round
+                await zero.params(peer, message.round)
+
+    result = await zero.run(in_step(1), in_step(5))
+    assert result.counters.rounds_completed == zero.setup.rounds
+    return seen
+
+
+async def test_a_round_whose_vector_goes_out_at_once_costs_no_heartbeat(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The vector tells the neighbour which round node 0 is in. With the deferred entry
+    # heartbeat 5 s away and periodic ones 30 s apart, none carries a round: the first
+    # (at start-up) says round 0, and every round's first message is its vector.
+    monkeypatch.setattr("p2pfl.node.node.ROUND_BEAT_DELAY_S", 5.0)
+    zero = NodeZero(
+        6,
+        "network.heartbeat_interval=30.0",
+        "network.dead_after=60.0",
+        "network.round_timeout=60.0",
+    )
+
+    seen = await _messages_to_1_in_lockstep(zero)
+
+    assert [m.round for m in seen if isinstance(m, wire.Alive)] == [0]
+    assert [m.round for m in seen if isinstance(m, wire.Params)] == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_node_slow_to_train_says_it_entered_the_round_before_its_vector(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Round 3's training takes 1 s: neighbour 1 hears "in round 3" from a heartbeat about
+    # ROUND_BEAT_DELAY_S after node 0 entered it, long before the vector.
+    zero = NodeZero(
+        4,
+        "network.heartbeat_interval=30.0",
+        "network.dead_after=60.0",
+        "network.round_timeout=60.0",
+    )
+    train = zero.node._train
+
+    def slow_round_3(r: int) -> Any:
+        if r == 3:
+            time.sleep(1.0)
+        return train(r)
+
+    monkeypatch.setattr(zero.node, "_train", slow_round_3)
+
+    seen = await _messages_to_1_in_lockstep(zero)
+
+    rounds = [(type(m).__name__, m.round) for m in seen if not isinstance(m, wire.Hello)]
+    assert rounds == [
+        ("Alive", 0),
+        ("Params", 1),
+        ("Params", 2),
+        ("Alive", 3),
+        ("Params", 3),
+        ("Params", 4),
+    ]
