@@ -1043,6 +1043,9 @@ class Node:
             return
         self._peer_rounds[peer] = round_
         self._progress[peer] = now
+        # the wait it announced was for its own neighbours in an earlier round: over (an
+        # Alive of this round says again what it waits now)
+        self._peer_waits.pop(peer, None)
         entered = self._entered[peer]
         entered.setdefault(round_, now)
         for old in [k for k in entered if k < round_ - 4]:

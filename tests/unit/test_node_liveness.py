@@ -506,3 +506,28 @@ async def test_a_node_slow_to_train_says_it_entered_the_round_before_its_vector(
         ("Params", 3),
         ("Params", 4),
     ]
+
+
+async def test_a_wait_announced_in_an_earlier_round_ends_when_the_neighbour_moves_on() -> None:
+    # Neighbour 1 says in round 1 that it waits 8 s for its own neighbours, then sends its
+    # round-1 and round-2 vectors (it moved on) and freezes: no heartbeat, nothing more.
+    # In round 3 node 0 waits for it one patience, not what the old announcement said.
+    zero = NodeZero(3, "network.dead_after=30.0", "network.hello_timeout=10.0")
+
+    async def announces_then_freezes() -> None:
+        await zero.hello(1)
+        async for r in zero.vectors_to(1):
+            zero.rounds_of[1] = r
+            if r == 1:
+                zero.waits_of[1] = 8000
+                await asyncio.sleep(4 * BEAT)  # its heartbeats say so
+                zero.mute.add(1)
+            if r <= 2:
+                await zero.params(1, r)
+
+    result = await zero.run(announces_then_freezes(), zero.lockstep(5))
+
+    third = zero.rounds()[3]
+    assert result.counters.rounds_completed == 3
+    assert third["received"] == [5] and third["waited_out"]
+    assert PATIENCE - 0.05 <= third["wait_seconds"] < 5.0  # crediting the 8 s: about 9 s
