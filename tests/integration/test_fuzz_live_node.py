@@ -19,6 +19,7 @@ them was counted.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -145,6 +146,40 @@ def hostile_messages(
         yield previous
 
 
+class TargetRound:
+    """A sink at the attacker's address that also tells the target's round.
+
+    The target sends its vectors there too; the latest round among them is where it is
+    now. Its log lines reach the test late on a loaded machine, while a round takes
+    milliseconds: hostile vectors stamped from the log would be refused as stale
+    before any of the checks they are meant to hit.
+    """
+
+    def __init__(self, net: LiveNet) -> None:
+        self._ctx = zmq.Context()  # a plain socket: drained without blocking
+        self._sock: zmq.Socket[bytes] = net.sink(self._ctx)  # type: ignore[arg-type,assignment]
+        self._net = net
+        self._seen = 0
+
+    def current(self) -> int:
+        """The round to stamp a vector with: the target's current one (or next)."""
+        while True:
+            try:
+                frames = self._sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            with contextlib.suppress(Exception):  # whatever it is, only its round matters
+                message = wire.decode(frames)
+                if message.sender == TARGET and isinstance(message, wire.Params | wire.Packed):
+                    self._seen = max(self._seen, message.round)
+        events = self._net.events[TARGET]
+        logged = max(e["round"] for e in events if e["event"] == "round")
+        return max(self._seen, logged + 1)
+
+    def close(self) -> None:
+        self._ctx.destroy(linger=0)
+
+
 async def fuzz_live_node(run_dir: Path, count: int, rounds: int) -> None:
     net = LiveNet(
         run_dir,
@@ -159,7 +194,7 @@ async def fuzz_live_node(run_dir: Path, count: int, rounds: int) -> None:
     sent = 0
     huge_sent = 0
     try:
-        sink = net.sink(ctx)  # node 0's messages to node 3 land here, unread
+        sink = TargetRound(net)  # node 0's messages to node 3 land here
         await net.start()
         async with async_timeout(30 + 0.15 * rounds + count / 1000):
             start = await net.until(TARGET, "start")
@@ -174,8 +209,7 @@ async def fuzz_live_node(run_dir: Path, count: int, rounds: int) -> None:
             await net.until(TARGET, "round", 1)
             rng = np.random.default_rng(1234)
 
-            def current() -> int:
-                return 1 + max(e["round"] for e in net.events[TARGET] if e["event"] == "round")
+            current = sink.current
 
             for frames in hostile_messages(rng, d, max_bytes, current):
                 if sent >= count + 2:
@@ -353,7 +387,7 @@ async def test_live_compressed_node_refuses_hostile_compressed_vectors(
     ctx = zmq.asyncio.Context()
     sent = 0
     try:
-        sink = net.sink(ctx)
+        sink = TargetRound(net)
         await net.start()
         async with async_timeout(180):  # about 15 s unloaded
             start = await net.until(TARGET, "start")
@@ -366,8 +400,7 @@ async def test_live_compressed_node_refuses_hostile_compressed_vectors(
             await net.until(TARGET, "round", 1)
             rng = np.random.default_rng(99)
 
-            def current() -> int:
-                return 1 + max(e["round"] for e in net.events[TARGET] if e["event"] == "round")
+            current = sink.current
 
             for frames in hostile_compressed_messages(rng, d, name, current):
                 if sent >= count + 2:

@@ -20,6 +20,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ SIDE_B = (3, 4, 5)
 CROSS = ((2, 3), (0, 5))
 ROUNDS = 300
 CUT_AT = 5  # node 0's round at which the link goes down (after its eval of round 5)
-CUT_FOR = 80  # node 0's rounds until it is healed
+CUT_FOR = 30  # rounds every node completes while cut off before the link is healed
 WATCHER = 0
 
 
@@ -148,6 +149,11 @@ async def test_both_sides_learn_apart_and_reconverge_after_healing(
     marks: dict[str, float] = {}
     at_heal: dict[int, np.ndarray] = {}
     reached = {name: asyncio.Event() for name in ("cut", "heal")}
+    # Healed once every node completed CUT_FOR rounds cut off: the side that waits longer
+    # for its lost neighbours (a patience, then their liveness timeout) must get its rounds
+    # too, however fast the other side runs.
+    latest = {k: 0 for k in graph}
+    at_cut: dict[int, int] = {}
 
     async def read(k: int, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None
@@ -155,11 +161,13 @@ async def test_both_sides_learn_apart_and_reconverge_after_healing(
             with contextlib.suppress(ValueError):
                 event = json.loads(line)
                 events[k].append(event)
-                if k == WATCHER and event.get("event") == "round":
-                    if event["round"] >= CUT_AT:
-                        reached["cut"].set()
-                    if event["round"] >= CUT_AT + CUT_FOR:
-                        reached["heal"].set()
+                if event.get("event") != "round":
+                    continue
+                latest[k] = event["round"]
+                if k == WATCHER and event["round"] >= CUT_AT:
+                    reached["cut"].set()
+                if at_cut and all(latest[j] >= at_cut[j] + CUT_FOR for j in graph):
+                    reached["heal"].set()
 
     readers = []
     try:
@@ -177,8 +185,10 @@ async def test_both_sides_learn_apart_and_reconverge_after_healing(
             await reached["cut"].wait()
             net.cut()
             marks["cut"] = asyncio.get_running_loop().time()
+            at_cut.update(latest)
             await reached["heal"].wait()
             at_heal = {k: latest_params(out / "checkpoints", k) for k in sorted(graph)}
+            heal_time = time.time()  # the clock of the nodes' log times
             net.heal()
             codes = {k: await p.wait() for k, p in procs.items()}
     finally:
@@ -196,9 +206,6 @@ async def test_both_sides_learn_apart_and_reconverge_after_healing(
     cut_time = min(
         e["time"] for e in logs[WATCHER] if e["event"] == "round" and e["round"] == CUT_AT
     )
-    heal_time = max(
-        e["time"] for e in logs[WATCHER] if e["event"] == "round" and e["round"] == CUT_AT + CUT_FOR
-    )
 
     def during_cut(k: int, kind: str) -> list[dict[str, Any]]:
         return [e for e in logs[k] if e["event"] == kind and cut_time < e["time"] <= heal_time]
@@ -207,7 +214,8 @@ async def test_both_sides_learn_apart_and_reconverge_after_healing(
     accuracy: dict[str, tuple[float, float]] = {}
     for side, members in (("A", SIDE_A), ("B", SIDE_B)):
         for k in members:
-            assert len(during_cut(k, "round")) >= 20, (k, len(during_cut(k, "round")))
+            # (a round in flight at the cut may have been logged just after it)
+            assert len(during_cut(k, "round")) >= CUT_FOR - 1, (k, len(during_cut(k, "round")))
         before = np.mean(
             [next(e["accuracy"] for e in logs[k] if e["event"] == "eval") for k in members]
         )
